@@ -1,0 +1,146 @@
+"""Headless command line for the pack: the same loaders/ and utils/ as the ComfyUI nodes.
+
+    python cli.py ask --model /path/to/Qwen3-VL-2B-Instruct --image photo.jpg "Describe this image."
+    python cli.py ask --image assets/sample.png "Describe this image."   # tiny random model
+
+Without ``--model`` it builds a tiny random-weight Qwen3-VL (as the tests do) and says so:
+its answers are random text, useful only to check that everything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script: make the pack folder importable as a package so relative imports work,
+    # without importing ComfyUI-facing code.
+    import importlib.util
+    import runpy
+
+    _root = Path(__file__).resolve().parent
+    _spec = importlib.util.spec_from_file_location("qwen3vl_pack", _root / "__init__.py",
+                                                   submodule_search_locations=[str(_root)])
+    sys.modules["qwen3vl_pack"] = importlib.util.module_from_spec(_spec)
+    sys.exit(runpy.run_module("qwen3vl_pack.cli", run_name="qwen3vl_pack.cli")["main"]())
+
+logger = logging.getLogger(__name__)
+TINY_WARNING = ("No --model given: using a tiny model with RANDOM weights built on the fly. Its answers are "
+                "random text; this only shows that the pipeline runs. Pass --model DIR for a real Qwen3-VL.")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def tiny_model_dir(family: str = "dense") -> Path:
+    """Build (once per temp dir) the tiny random model used when no --model is given."""
+    from .tests.tiny_model import build_tiny_model
+
+    path = Path(tempfile.gettempdir()) / f"qwen3vl-pack-tiny-{family}"
+    if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+        build_tiny_model(path, family)
+    return path
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .loaders.options import ATTENTIONS, DEVICES, DTYPES, QUANTIZATIONS
+
+    p.add_argument("--model", help="Qwen3-VL model folder (default: a tiny random model, for smoke tests)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto")
+    p.add_argument("--attention", choices=ATTENTIONS, default="auto")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+
+
+def _add_generation_args(p: argparse.ArgumentParser, preset: str = "VL") -> None:
+    from .utils.presets import PRESET_NAMES
+
+    p.add_argument("--preset", choices=PRESET_NAMES, default=preset)
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--presence-penalty", type=float, default=1.5)
+    p.add_argument("--max-visual-tokens", type=int, default=1280, help="per image, 1 token = 32x32 pixels")
+    p.add_argument("--min-visual-tokens", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cli.py", description="Qwen3-VL from the command line.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="answer a prompt about zero or more images")
+    ask.add_argument("prompt", help="the question or instruction")
+    ask.add_argument("--image", action="append", default=[], help="an image file (repeat for several)")
+    ask.add_argument("--system", default="", help="system prompt")
+    ask.add_argument("--info", action="store_true", help="also print the debugging report")
+    _add_model_args(ask)
+    _add_generation_args(ask)
+    return parser
+
+
+def load_from_args(args):
+    from .loaders.cache import load_model
+
+    model = args.model
+    if not model:
+        logger.warning(TINY_WARNING)
+        model = str(tiny_model_dir())
+    return load_model(str(Path(model).expanduser().resolve()), [], dtype=args.dtype, attention=args.attention,
+                      quantization=args.quantization, device=args.device, input_name="--model")
+
+
+def options_from_args(args):
+    from .utils.presets import resolve_options
+
+    return resolve_options(args.preset, args.max_new_tokens, args.seed, args.temperature, args.top_p,
+                           args.top_k, args.repetition_penalty, args.presence_penalty)
+
+
+def read_image(path: str):
+    from PIL import Image, ImageOps
+
+    from .utils.errors import InputError
+    from .utils.images import pil_to_chw
+
+    try:
+        with Image.open(path) as im:
+            return pil_to_chw(ImageOps.exif_transpose(im))
+    except (OSError, ValueError) as err:
+        raise InputError("--image", f"cannot read {path!r} ({err}).", "Give an existing image file.") from err
+
+
+def cmd_ask(args) -> int:
+    from .loaders.tasks import ask
+    from .utils.text import format_info
+
+    options = options_from_args(args)
+    images = [read_image(p) for p in args.image]
+    bundle = load_from_args(args)
+    result = ask(bundle, args.prompt, options, images, args.system, args.min_visual_tokens, args.max_visual_tokens)
+    if result.thinking:
+        _out(f"[thinking]\n{result.thinking}\n[answer]")
+    _out(result.text)
+    if args.info:
+        _out(format_info(result, options, Path(bundle.path).name))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .utils.errors import Qwen3VLError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"ask": cmd_ask}[args.command](args)
+    except Qwen3VLError as err:
+        logger.error("%s", err)
+        return 2

@@ -1,0 +1,187 @@
+"""The one global model cache: load a Qwen3-VL once, hand the same objects to every node.
+
+Keys hold everything that changes the loaded weights (folder, family, dtype, attention,
+quantization, device). A :class:`ModelBundle` carries the key and the settings; its ``model`` and
+``processor`` are looked up in the cache when used, so ``unload`` really frees the weights even
+while ComfyUI still holds the bundle in its output cache (the next use reloads them).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..utils.errors import ModelLoadError
+from . import options as opt
+from .resolve import FAMILIES, check_tokenizer_files, check_weights, read_family, resolve_model_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    path: str
+    family: str
+    dtype: str
+    attention: str
+    quantization: str
+    device: str
+
+
+@dataclass
+class _Entry:
+    model: object
+    processor: object
+    bundle: ModelBundle
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """What travels between nodes (ComfyUI type ``QWEN3VL_MODEL``)."""
+
+    key: CacheKey
+    keep_loaded: bool = field(default=True, compare=False)
+
+    family = property(lambda self: self.key.family)
+    dtype = property(lambda self: self.key.dtype)
+    device = property(lambda self: self.key.device)
+    attention = property(lambda self: self.key.attention)
+    quantization = property(lambda self: self.key.quantization)
+    path = property(lambda self: self.key.path)
+
+    @property
+    def model(self):
+        return _acquire(self.key, self.keep_loaded).model
+
+    @property
+    def processor(self):
+        return _acquire(self.key, self.keep_loaded).processor
+
+    @property
+    def loaded(self) -> bool:
+        with _LOCK:
+            return self.key in MODEL_CACHE
+
+
+MODEL_CACHE: dict[CacheKey, _Entry] = {}
+_LOCK = threading.RLock()
+
+
+def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
+             quantization: str = "none", device: str = "auto", input_name: str = "model") -> CacheKey:
+    """Check the folder and the options, and return the cache key they resolve to (no weights read)."""
+    path = resolve_model_path(model, list(search_dirs or []), input_name)
+    family = read_family(path, input_name)
+    check_weights(path, input_name)
+    check_tokenizer_files(path, input_name)
+    device = opt.resolve_device(device)
+    dtype = opt.resolve_dtype(dtype, device)
+    attention = opt.resolve_attention(attention, device)
+    opt.quantization_config(quantization, dtype)  # raises early if bitsandbytes is missing
+    return CacheKey(str(path), family, dtype, attention, quantization, device)
+
+
+def load_model(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
+               quantization: str = "none", device: str = "auto", keep_loaded: bool = True,
+               input_name: str = "model") -> ModelBundle:
+    """Load (or take from the cache) a Qwen3-VL model and its processor."""
+    key = make_key(model, search_dirs, dtype, attention, quantization, device, input_name)
+    entry = _acquire(key, keep_loaded)
+    if entry.bundle.keep_loaded == keep_loaded:
+        return entry.bundle
+    return ModelBundle(key, keep_loaded)
+
+
+def _acquire(key: CacheKey, keep_loaded: bool = True) -> _Entry:
+    with _LOCK:
+        entry = MODEL_CACHE.get(key)
+        if entry is not None:
+            logger.debug("model cache hit: %s", key)
+            return entry
+        logger.debug("model cache miss: %s", key)
+        model, processor = _load_from_disk(key)
+        entry = _Entry(model, processor, ModelBundle(key, keep_loaded))
+        MODEL_CACHE[key] = entry
+        return entry
+
+
+def _load_from_disk(key: CacheKey):
+    import transformers
+    from transformers import AutoProcessor
+
+    from .compat import dtype_kwarg
+
+    start = time.perf_counter()
+    cls = getattr(transformers, FAMILIES[key.family])
+    kwargs = dict(attn_implementation=key.attention, use_safetensors=True, trust_remote_code=False,
+                  local_files_only=True, **dtype_kwarg(opt.torch_dtype(key.dtype)))
+    quant = opt.quantization_config(key.quantization, key.dtype)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    kwargs["device_map"] = "auto" if key.device == "auto" else {"": key.device}
+    try:
+        processor = AutoProcessor.from_pretrained(key.path, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ModelLoadError("model", f"the processor/tokenizer files in {key.path!r} cannot be loaded ({err}).",
+                             "A Qwen3-VL folder needs tokenizer.json (or vocab.json + merges.txt), "
+                             "tokenizer_config.json and preprocessor_config.json/processor_config.json; "
+                             "re-download the missing files.") from err
+    try:
+        model = cls.from_pretrained(key.path, **kwargs).eval()
+    except (OSError, ValueError) as err:
+        raise ModelLoadError("model", f"the weights in {key.path!r} cannot be loaded ({err}).",
+                             "Re-download the model, or try another dtype/quantization.") from err
+    _check_vision_tokens(model, processor, key.path)
+    logger.info("loaded %s from %s (%s, %s, %s, %s) in %.2f s", cls.__name__, Path(key.path).name,
+                key.dtype, key.attention, key.quantization, key.device, time.perf_counter() - start)
+    return model, processor
+
+
+def _check_vision_tokens(model, processor, path: str) -> None:
+    """The tokenizer's vision tokens must be the ids the model was trained with."""
+    tok = processor.tokenizer
+    for attr, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>")):
+        expected = getattr(model.config, attr, None)
+        found = tok.convert_tokens_to_ids(token)
+        if expected is not None and found != expected:
+            raise ModelLoadError("model", f"the tokenizer in {path!r} maps {token} to {found}, but config.json "
+                                 f"says {attr} = {expected}: tokenizer and weights do not belong together.",
+                                 "Use the tokenizer files that came with this model.")
+
+
+def unload(key: CacheKey) -> bool:
+    """Drop one model from the cache and free its memory. Returns whether it was loaded."""
+    with _LOCK:
+        entry = MODEL_CACHE.pop(key, None)
+    if entry is None:
+        return False
+    del entry
+    free_memory()
+    logger.info("unloaded %s", Path(key.path).name)
+    return True
+
+
+def unload_all() -> int:
+    """Drop every cached model and free memory. Returns how many were dropped."""
+    with _LOCK:
+        count = len(MODEL_CACHE)
+        MODEL_CACHE.clear()
+    free_memory()
+    if count:
+        logger.info("unloaded %d Qwen3-VL model(s)", count)
+    return count
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        mps.empty_cache()

@@ -1,0 +1,154 @@
+"""The generation engine shared by every node and the CLI.
+
+Flow (as transformers' image-text-to-text pipeline): chat template -> processor -> generate ->
+decode only the new tokens. Several conversations go in one left-padded batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..utils.messages import collect_media
+from ..utils.presets import GenerationOptions
+from ..utils.sampling import PresencePenaltyLogitsProcessor, StepCallback
+from ..utils.text import split_thinking
+from .compat import pixel_budget_kwargs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """One conversation's answer and what it cost."""
+
+    text: str
+    thinking: str
+    raw_text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    rendered_prompt: str
+    visual_tokens: list[int] = field(default_factory=list)
+    video_tokens: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def render_prompts(processor, conversations: list[list[dict]]) -> list[str]:
+    return [processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+            for conv in conversations]
+
+
+def prepare_inputs(processor, conversations: list[list[dict]], min_pixels: int | None = None,
+                   max_pixels: int | None = None, video_kwargs: dict | None = None):
+    """Template + processor for a batch of conversations (left padded). Keeps every returned key.
+
+    Returns the processor's ``BatchFeature`` and, per conversation, ``(images, videos)`` counts.
+    """
+    texts = render_prompts(processor, conversations)
+    images, videos, counts = [], [], []
+    for conv in conversations:
+        imgs, vids = collect_media(conv)
+        images += imgs
+        videos += vids
+        counts.append((len(imgs), len(vids)))
+    kwargs = dict(padding=True, padding_side="left", return_tensors="pt")
+    kwargs.update(pixel_budget_kwargs(processor, min_pixels, max_pixels))
+    if images:
+        kwargs["images"] = images
+    if videos:
+        kwargs["videos"] = [v["video"] for v in videos]
+        kwargs.update(video_kwargs or {})
+    return processor(text=texts, **kwargs), counts
+
+
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def generate(model, processor, conversations: list[list[dict]], options: GenerationOptions,
+             min_pixels: int | None = None, max_pixels: int | None = None, video_kwargs: dict | None = None,
+             on_step: Callable[[int], bool | None] | None = None) -> list[GenerationResult]:
+    """Answer every conversation. Sampling is seeded locally: global RNG state is left as it was."""
+    start = time.perf_counter()
+    inputs, counts = prepare_inputs(processor, conversations, min_pixels, max_pixels, video_kwargs)
+    prompt_len = inputs["input_ids"].shape[1]
+    device = getattr(model, "device", torch.device("cpu"))
+    inputs = inputs.to(device)
+
+    gen_config = _generation_config(model, options)
+    logits_processors, stopping = [], []
+    if options.presence_penalty:
+        logits_processors.append(PresencePenaltyLogitsProcessor(options.presence_penalty, prompt_len))
+    if on_step is not None:
+        stopping.append(StepCallback(on_step, prompt_len))
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    with torch.random.fork_rng(devices=_cuda_devices()), torch.inference_mode():
+        torch.manual_seed(options.seed)
+        out = model.generate(**inputs, generation_config=gen_config,
+                             logits_processor=LogitsProcessorList(logits_processors),
+                             stopping_criteria=StoppingCriteriaList(stopping))
+    elapsed = time.perf_counter() - start
+    return _decode(processor, inputs, counts, out[:, prompt_len:].cpu(), gen_config, elapsed)
+
+
+def _generation_config(model, options: GenerationOptions):
+    import copy
+
+    config = copy.deepcopy(model.generation_config)
+    for name in ("temperature", "top_p", "top_k", "min_p", "typical_p"):
+        setattr(config, name, None)
+    config.update(**options.generate_kwargs())
+    if config.pad_token_id is None:
+        config.pad_token_id = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    return config
+
+
+def _eos_ids(gen_config) -> set[int]:
+    eos = gen_config.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+
+def _decode(processor, inputs, counts: list[tuple[int, int]], new_ids: torch.Tensor, gen_config,
+            elapsed: float) -> list[GenerationResult]:
+    tok = processor.tokenizer
+    eos, pad = _eos_ids(gen_config), gen_config.pad_token_id
+    image_counts = _vision_token_counts(processor, inputs.get("image_grid_thw"))
+    video_counts = _vision_token_counts(processor, inputs.get("video_grid_thw"))
+    results, img_i, vid_i = [], 0, 0
+    for row in range(new_ids.shape[0]):
+        ids = new_ids[row].tolist()
+        for i, t in enumerate(ids):  # cut after the first end-of-sequence token
+            if t in eos:
+                ids = ids[: i + 1]
+                break
+        else:
+            while ids and ids[-1] == pad:
+                ids.pop()
+        prompt_ids = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
+        rendered = tok.decode(prompt_ids, skip_special_tokens=False)
+        raw = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        thinking, text = split_thinking(raw)
+        n_img, n_vid = counts[row]
+        results.append(GenerationResult(
+            text=text, thinking=thinking, raw_text=raw, token_ids=ids, prompt_tokens=len(prompt_ids),
+            rendered_prompt=rendered, visual_tokens=image_counts[img_i:img_i + n_img],
+            video_tokens=video_counts[vid_i:vid_i + n_vid], seconds=elapsed))
+        img_i += n_img
+        vid_i += n_vid
+    return results
+
+
+def _vision_token_counts(processor, grid_thw) -> list[int]:
+    if grid_thw is None:
+        return []
+    merge = getattr(processor.image_processor, "merge_size", 2)
+    return [int(t * h * w) // (merge * merge) for t, h, w in grid_thw.tolist()]

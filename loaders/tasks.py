@@ -1,0 +1,48 @@
+"""What the nodes and the CLI ask for: one call each, on a ModelBundle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..utils.errors import InputError
+from ..utils.messages import build_messages
+from ..utils.presets import GenerationOptions
+from .cache import ModelBundle, unload
+from .engine import GenerationResult, generate
+
+logger = logging.getLogger(__name__)
+TOKEN_PIXELS = 32 * 32  # one visual token covers 32x32 pixels (patch 16, spatial merge 2)
+
+
+def pixel_budget(min_visual_tokens: int = 0, max_visual_tokens: int = 0) -> tuple[int | None, int | None]:
+    """Visual-token bounds per image (0 = the model's own) -> pixel bounds for the processor."""
+    for name, value in (("min_visual_tokens", min_visual_tokens), ("max_visual_tokens", max_visual_tokens)):
+        if value < 0:
+            raise InputError(name, f"must be >= 0, got {value}.", "Use 0 for the model's default.")
+    if min_visual_tokens and max_visual_tokens and min_visual_tokens > max_visual_tokens:
+        raise InputError("min_visual_tokens", f"({min_visual_tokens}) is larger than max_visual_tokens "
+                         f"({max_visual_tokens}).", "Lower min_visual_tokens or raise max_visual_tokens.")
+    return (min_visual_tokens * TOKEN_PIXELS or None, max_visual_tokens * TOKEN_PIXELS or None)
+
+
+def run_conversations(bundle: ModelBundle, conversations: list[list[dict]], options: GenerationOptions,
+                      min_visual_tokens: int = 0, max_visual_tokens: int = 0, video_kwargs: dict | None = None,
+                      on_step: Callable[[int], bool | None] | None = None) -> list[GenerationResult]:
+    """Generate an answer for each conversation in one batch; free the model after if not kept."""
+    min_pixels, max_pixels = pixel_budget(min_visual_tokens, max_visual_tokens)
+    try:
+        return generate(bundle.model, bundle.processor, conversations, options, min_pixels=min_pixels,
+                        max_pixels=max_pixels, video_kwargs=video_kwargs, on_step=on_step)
+    finally:
+        if not bundle.keep_loaded:
+            unload(bundle.key)
+
+
+def ask(bundle: ModelBundle, prompt: str, options: GenerationOptions, images: list | None = None,
+        system_prompt: str = "", min_visual_tokens: int = 0, max_visual_tokens: int = 0,
+        on_step: Callable[[int], bool | None] | None = None) -> GenerationResult:
+    """One question (with any images, in order, in one user turn) -> one answer."""
+    messages = build_messages(prompt, images, system_prompt)
+    return run_conversations(bundle, [messages], options, min_visual_tokens, max_visual_tokens,
+                             on_step=on_step)[0]

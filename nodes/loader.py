@@ -1,0 +1,59 @@
+"""Qwen3VL_ModelLoader: a local Qwen3-VL folder -> QWEN3VL_MODEL (cached once)."""
+
+from __future__ import annotations
+
+from ..loaders.cache import load_model
+from ..loaders.options import ATTENTIONS, DEVICES, DTYPES, QUANTIZATIONS
+from ..loaders.resolve import list_model_folders
+from . import comfy_services as comfy
+
+MODEL_TYPE = "QWEN3VL_MODEL"
+
+
+class Qwen3VLModelLoader:
+    DESCRIPTION = ("Loads a Qwen3-VL model (dense 2B-32B or MoE 30B-A3B/235B-A22B, Instruct or Thinking) "
+                   "from a local folder with its processor. The class comes from config.json. Loaded once "
+                   "and cached: the same settings return the same model without reading the disk again. "
+                   "Never downloads anything.")
+    CATEGORY = "Qwen3-VL"
+    FUNCTION = "load"
+    RETURN_TYPES = (MODEL_TYPE,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded Qwen3-VL model and processor; connect it to a Qwen3-VL Generate node.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        folders = list_model_folders(comfy.llm_dirs()) or [comfy.NO_MODELS]
+        return {
+            "required": {
+                "model": (folders, {"tooltip": "A model folder in ComfyUI/models/LLM (or any LLM path from "
+                                               "extra_model_paths.yaml). It needs config.json, *.safetensors, "
+                                               "tokenizer and processor files."}),
+                "dtype": (list(DTYPES), {"default": "auto", "tooltip": "Weight precision. auto: bf16 on CUDA GPUs "
+                                         "that support it, fp16 on other GPUs, fp32 on CPU."}),
+                "attention": (list(ATTENTIONS), {"default": "auto", "tooltip": "Attention kernel. auto: "
+                              "flash_attention_2 when flash-attn is installed on CUDA, else sdpa. "
+                              "flash_attention_2 without flash-attn falls back to sdpa with a warning."}),
+                "quantization": (list(QUANTIZATIONS), {"default": "none", "tooltip": "Load the language model "
+                                 "in 8-bit or 4-bit with bitsandbytes (pip install bitsandbytes) to save memory; "
+                                 "the vision tower and output head stay in full precision."}),
+                "device": (list(DEVICES), {"default": "auto", "tooltip": "Where to run. auto: ComfyUI's device. "
+                           "multi-gpu: spread the model over every GPU (accelerate device_map=auto)."}),
+                "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Keep the model in memory between runs. "
+                                "Off: it is freed after each generation and reloaded next time."}),
+            },
+            "optional": {
+                "model_path": ("STRING", {"default": "", "tooltip": "An absolute folder of a Qwen3-VL model. "
+                               "When set, it is used instead of the model list."}),
+            },
+        }
+
+    def load(self, model, dtype, attention, quantization, device, keep_loaded, model_path=""):
+        chosen, name = (model_path.strip(), "model_path") if model_path and model_path.strip() else (model, "model")
+        if device == "auto":
+            device = comfy.default_device()
+        if chosen == comfy.NO_MODELS:
+            chosen = ""
+        bundle = load_model(chosen, comfy.llm_dirs(), dtype=dtype, attention=attention,
+                            quantization=quantization, device=device, keep_loaded=keep_loaded, input_name=name)
+        return (bundle,)

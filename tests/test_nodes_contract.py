@@ -1,0 +1,85 @@
+"""Node contract: ids, tooltips, descriptions; layers import without ComfyUI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qwen3vl_pack import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_public_node_ids():
+    assert {"Qwen3VL_ModelLoader", "Qwen3VL_Generate"} <= set(NODE_CLASS_MAPPINGS)
+    assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
+    loader, gen = NODE_CLASS_MAPPINGS["Qwen3VL_ModelLoader"], NODE_CLASS_MAPPINGS["Qwen3VL_Generate"]
+    assert loader.RETURN_TYPES == ("QWEN3VL_MODEL",) and loader.RETURN_NAMES == ("model",)
+    assert gen.RETURN_TYPES == ("STRING", "STRING", "STRING") and gen.RETURN_NAMES == ("text", "thinking", "info")
+    req = gen.INPUT_TYPES()["required"]
+    assert list(req) == ["model", "prompt", "preset", "max_new_tokens", "seed"]
+    assert req["preset"][0] == ["VL", "Text", "Thinking", "Greedy", "Custom"]
+    opt = gen.INPUT_TYPES()["optional"]
+    assert {"system_prompt", "image", "temperature", "top_p", "top_k", "repetition_penalty",
+            "presence_penalty", "min_visual_tokens", "max_visual_tokens"} <= set(opt)
+    linputs = loader.INPUT_TYPES()
+    assert list(linputs["required"]) == ["model", "dtype", "attention", "quantization", "device", "keep_loaded"]
+    assert list(linputs["optional"]) == ["model_path"]
+
+
+@pytest.mark.parametrize("node_id", sorted(NODE_CLASS_MAPPINGS))
+def test_every_node_documents_every_input_and_output(node_id):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    assert isinstance(getattr(cls, "DESCRIPTION", None), str) and len(cls.DESCRIPTION) > 20, node_id
+    for attr in ("RETURN_TYPES", "FUNCTION", "CATEGORY"):
+        assert getattr(cls, attr, None), f"{node_id} lacks {attr}"
+    assert callable(getattr(cls, cls.FUNCTION))
+    tips = getattr(cls, "OUTPUT_TOOLTIPS", ())
+    assert len(tips) == len(cls.RETURN_TYPES) and all(isinstance(t, str) and t for t in tips), node_id
+    if getattr(cls, "RETURN_NAMES", None):
+        assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES)
+    for section, inputs in cls.INPUT_TYPES().items():
+        if section == "hidden":
+            continue
+        for name, spec in inputs.items():
+            opts = spec[1] if len(spec) > 1 else {}
+            assert opts.get("tooltip"), f"{node_id}.{name} has no tooltip"
+
+
+_ISOLATION = """
+import importlib.abc, importlib.util, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('folder_paths', 'comfy', 'server', 'nodes', 'execution'):
+            raise ImportError('ComfyUI is not here: ' + name)
+sys.meta_path.insert(0, Block())
+root = sys.argv[1]
+spec = importlib.util.spec_from_file_location('p', root + '/__init__.py', submodule_search_locations=[root])
+sys.modules['p'] = importlib.util.module_from_spec(spec)
+for mod in ('utils.images', 'utils.presets', 'utils.text', 'utils.messages', 'utils.sampling',
+            'loaders.cache', 'loaders.engine', 'loaders.tasks', 'loaders.resolve', 'loaders.options'):
+    importlib.import_module('p.' + mod)
+bad = [m for m in sys.modules if m.split('.')[0] in ('folder_paths', 'comfy')]
+assert not bad, bad
+import p.nodes as n   # nodes import too, with fallbacks
+assert n.comfy_services.folder_paths is None and n.comfy_services.llm_dirs() == []
+print('ok')
+"""
+
+
+def test_layers_import_without_comfyui():
+    out = subprocess.run([sys.executable, "-c", _ISOLATION, str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_layers_import_one_way():
+    """utils/ imports neither loaders/ nor nodes/; loaders/ does not import nodes/."""
+    for path in (ROOT / "utils").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "from ..loaders" not in text and "from ..nodes" not in text and "import transformers" not in text, path
+    for path in (ROOT / "loaders").glob("*.py"):
+        assert "from ..nodes" not in path.read_text(encoding="utf-8"), path

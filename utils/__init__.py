@@ -1,0 +1,1 @@
+"""Pure helpers (torch, PIL, numpy, stdlib only): no transformers, no ComfyUI."""

@@ -1,0 +1,76 @@
+"""ComfyUI IMAGE tensors -> what the Qwen3-VL processor takes.
+
+ComfyUI IMAGE is float32 ``[B, H, W, C]`` in 0..1. The processor wants uint8 pixels: we convert the
+whole batch with one vectorised op (no float64, no per-pixel Python, no PIL round trip) and hand
+over channel-first uint8 tensors, which are exactly what the processor makes of a PIL image.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
+    """Validate a ComfyUI IMAGE and return it as float ``[B, H, W, 3]``.
+
+    1 channel -> replicated to RGB; 2 channels (grey + alpha) -> grey replicated; 4 channels (RGBA)
+    -> alpha dropped. NaN/inf is an error; values outside 0..1 are clamped with a warning.
+    """
+    if not isinstance(image, torch.Tensor):
+        raise InputError(input_name, f"expected an IMAGE tensor, got {type(image).__name__}.",
+                         "Connect an IMAGE output (e.g. Load Image) to this input.")
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    if image.ndim != 4:
+        raise InputError(input_name, f"expected an IMAGE of shape [B, H, W, C], got {tuple(image.shape)}.",
+                         "Connect an IMAGE output (e.g. Load Image) to this input.")
+    b, h, w, c = image.shape
+    if b == 0 or h == 0 or w == 0:
+        raise InputError(input_name, f"the image batch is empty (shape {tuple(image.shape)}).",
+                         "Check the node that produces the images: it returned no pixels.")
+    if c not in (1, 2, 3, 4):
+        raise InputError(input_name, f"{c} channels are not supported (shape {tuple(image.shape)}).",
+                         "Use an IMAGE with 1 (grey), 3 (RGB) or 4 (RGBA) channels.")
+    if image.is_floating_point():
+        if not bool(torch.isfinite(image).all()):
+            raise InputError(input_name, "contains NaN or infinite values.",
+                             "Fix or replace the node that produced this image.")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0.0 or hi > 1.0:
+            logger.warning("%s: values span %.3f..%.3f, outside 0..1; clamping.", input_name, lo, hi)
+            image = image.clamp(0.0, 1.0)
+    if c == 1:
+        image = image.expand(-1, -1, -1, 3)
+    elif c == 2:
+        image = image[..., :1].expand(-1, -1, -1, 3)
+    elif c == 4:
+        image = image[..., :3]
+    return image
+
+
+def to_uint8_chw(image: torch.Tensor) -> torch.Tensor:
+    """float ``[B, H, W, 3]`` 0..1 (already checked) -> uint8 ``[B, 3, H, W]`` on the CPU."""
+    if image.dtype == torch.uint8:
+        out = image
+    else:
+        out = image.detach().to("cpu", torch.float32).mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def image_batch_to_list(image, input_name: str = "image") -> list[torch.Tensor]:
+    """A ComfyUI IMAGE batch -> list of uint8 ``[3, H, W]`` tensors, in batch order."""
+    return list(to_uint8_chw(check_image_batch(image, input_name)).unbind(0))
+
+
+def pil_to_chw(pil_image) -> torch.Tensor:
+    """A PIL image -> uint8 ``[3, H, W]`` (RGB)."""
+    import numpy as np
+
+    arr = np.asarray(pil_image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()

@@ -1,0 +1,91 @@
+"""Qwen's published sampling presets (SPEC section 5) and the one options check for generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+
+PRESET_NAMES = ("VL", "Text", "Thinking", "Greedy", "Custom")
+
+# name: (do_sample, temperature, top_p, top_k, repetition_penalty, presence_penalty, max_new_tokens)
+PRESETS: dict[str, dict] = {
+    "VL": dict(do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0,
+               presence_penalty=1.5, max_new_tokens=16384),
+    "Text": dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=40, repetition_penalty=1.0,
+                 presence_penalty=2.0, max_new_tokens=32768),
+    "Thinking": dict(do_sample=True, temperature=0.6, top_p=0.95, top_k=20, repetition_penalty=1.0,
+                     presence_penalty=0.0, max_new_tokens=40960),
+    "Greedy": dict(do_sample=False, temperature=None, top_p=None, top_k=None, repetition_penalty=1.0,
+                   presence_penalty=0.0, max_new_tokens=None),
+}
+
+PRESET_TOOLTIP = (
+    "Sampling settings published by Qwen. VL: Instruct models on images/video (temperature 0.7, "
+    "top_p 0.8, top_k 20, presence penalty 1.5). Text: Instruct models on text only (1.0, 1.0, 40, "
+    "presence 2.0). Thinking: Thinking models (0.6, 0.95, 20, presence 0). Greedy: no sampling, "
+    "same input gives the same output. Custom: use the temperature/top_p/top_k/penalty inputs below."
+)
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Everything that shapes one ``generate`` call, already checked."""
+
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    repetition_penalty: float
+    presence_penalty: float
+    seed: int
+    preset: str
+
+    def generate_kwargs(self) -> dict:
+        """Keyword arguments for ``GenerationConfig``/``generate`` (presence penalty and seed excluded)."""
+        kw = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                  repetition_penalty=self.repetition_penalty)
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return kw
+
+
+def resolve_options(preset: str, max_new_tokens: int, seed: int = 0, temperature: float = 0.7,
+                    top_p: float = 0.8, top_k: int = 20, repetition_penalty: float = 1.0,
+                    presence_penalty: float = 0.0) -> GenerationOptions:
+    """Check the generation inputs and merge them with ``preset``.
+
+    Named presets fix the sampling values (SPEC section 5); ``Custom`` uses the numeric inputs.
+    ``max_new_tokens`` always comes from the user. ``top_k`` 0 means no top-k limit.
+    """
+    if preset not in PRESET_NAMES:
+        raise InputError("preset", f"unknown preset {preset!r}.", f"Choose one of {', '.join(PRESET_NAMES)}.")
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise InputError("max_new_tokens", f"must be a whole number >= 1, got {max_new_tokens!r}.",
+                         "Set how many tokens the answer may have, e.g. 512.")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError("seed", f"must be a whole number >= 0, got {seed!r}.", "Use e.g. 0.")
+    if preset != "Custom":
+        p = PRESETS[preset]
+        return GenerationOptions(max_new_tokens=max_new_tokens, do_sample=p["do_sample"],
+                                 temperature=p["temperature"], top_p=p["top_p"], top_k=p["top_k"],
+                                 repetition_penalty=p["repetition_penalty"],
+                                 presence_penalty=p["presence_penalty"], seed=seed, preset=preset)
+    if not temperature > 0:
+        raise InputError("temperature", f"must be > 0 for sampling, got {temperature!r}.",
+                         "Use the Greedy preset for deterministic output, or a temperature like 0.7.")
+    if not 0 < top_p <= 1:
+        raise InputError("top_p", f"must be in (0, 1], got {top_p!r}.", "Use e.g. 0.8 (1.0 = no limit).")
+    if top_k < 0:
+        raise InputError("top_k", f"must be >= 0, got {top_k!r}.", "Use e.g. 20 (0 = no limit).")
+    if not repetition_penalty > 0:
+        raise InputError("repetition_penalty", f"must be > 0, got {repetition_penalty!r}.",
+                         "Use 1.0 for no penalty.")
+    if presence_penalty < 0:
+        raise InputError("presence_penalty", f"must be >= 0, got {presence_penalty!r}.",
+                         "Use 0 for no penalty, or Qwen's 1.5.")
+    return GenerationOptions(max_new_tokens=max_new_tokens, do_sample=True, temperature=float(temperature),
+                             top_p=float(top_p), top_k=int(top_k),
+                             repetition_penalty=float(repetition_penalty),
+                             presence_penalty=float(presence_penalty), seed=seed, preset=preset)
