@@ -8,6 +8,7 @@ over channel-first uint8 tensors, which are exactly what the processor makes of 
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 
@@ -38,10 +39,10 @@ def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
         raise InputError(input_name, f"{c} channels are not supported (shape {tuple(image.shape)}).",
                          "Use an IMAGE with 1 (grey), 3 (RGB) or 4 (RGBA) channels.")
     if image.is_floating_point():
-        if not bool(torch.isfinite(image).all()):
+        lo, hi = (float(v) for v in torch.aminmax(image))  # one pass; NaN and inf show up here
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise InputError(input_name, "contains NaN or infinite values.",
                              "Fix or replace the node that produced this image.")
-        lo, hi = float(image.min()), float(image.max())
         if lo < 0.0 or hi > 1.0:
             logger.warning("%s: values span %.3f..%.3f, outside 0..1; clamping.", input_name, lo, hi)
             image = image.clamp(0.0, 1.0)
@@ -59,7 +60,8 @@ def to_uint8_chw(image: torch.Tensor) -> torch.Tensor:
     if image.dtype == torch.uint8:
         out = image
     else:
-        out = image.detach().to("cpu", torch.float32).mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        # values are in 0..1 (checked), so x*255+0.5 truncated is round-half-up into 0..255
+        out = image.detach().to("cpu", torch.float32).mul(255.0).add_(0.5).to(torch.uint8)
     return out.permute(0, 3, 1, 2).contiguous()
 
 
