@@ -12,6 +12,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +66,7 @@ class ModelBundle:
 
     @property
     def loaded(self) -> bool:
-        with _LOCK:
-            return self.key in MODEL_CACHE
+        return _is_cached(self.key)
 
 
 MODEL_CACHE: dict[CacheKey, _Entry] = {}
@@ -89,13 +89,29 @@ def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "aut
 
 def load_model(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
                quantization: str = "none", device: str = "auto", keep_loaded: bool = True,
-               input_name: str = "model") -> ModelBundle:
-    """Load (or take from the cache) a Qwen3-VL model and its processor."""
+               input_name: str = "model", before_load: Callable[[CacheKey, int], None] | None = None) -> ModelBundle:
+    """Load (or take from the cache) a Qwen3-VL model and its processor.
+
+    ``before_load(key, weight_bytes)`` runs only on a cache miss, before reading weights (ComfyUI
+    uses it to free VRAM held by its own models).
+    """
     key = make_key(model, search_dirs, dtype, attention, quantization, device, input_name)
+    if before_load is not None and not _is_cached(key):
+        before_load(key, weight_bytes(key.path))
     entry = _acquire(key, keep_loaded)
     if entry.bundle.keep_loaded == keep_loaded:
         return entry.bundle
     return ModelBundle(key, keep_loaded)
+
+
+def _is_cached(key: CacheKey) -> bool:
+    with _LOCK:
+        return key in MODEL_CACHE
+
+
+def weight_bytes(path: str) -> int:
+    """Size of the safetensors weights of a model folder, in bytes."""
+    return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
 
 
 def _acquire(key: CacheKey, keep_loaded: bool = True) -> _Entry:

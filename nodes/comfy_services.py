@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import os
 
+from ..loaders.cache import unload_all
+
 logger = logging.getLogger(__name__)
 
 try:  # ComfyUI present
@@ -27,6 +29,43 @@ NO_MODELS = "(no Qwen3-VL folder found in models/LLM)"
 
 if folder_paths is not None:
     folder_paths.add_model_folder_path(LLM_FOLDER, os.path.join(folder_paths.models_dir, LLM_FOLDER))
+
+
+def _hook_unload_all_models() -> None:
+    """Make ComfyUI's "Unload Models" buttons (POST /free) also empty this pack's MODEL_CACHE.
+
+    ComfyUI 0.3.x has no registration hook for custom caches. Its /free handler calls
+    ``comfy.model_management.unload_all_models()`` by attribute lookup at call time, so wrapping
+    that one function reaches both buttons without touching anything else. (Handing the model to
+    ComfyUI's ModelPatcher would also work but would let ComfyUI move parts of a bitsandbytes or
+    multi-GPU model between devices, which those layouts do not survive.)
+    """
+    original = getattr(model_management, "unload_all_models", None)
+    if original is None or getattr(original, "_qwen3vl_hooked", False):
+        return
+
+    def unload_all_models(*args, **kwargs):
+        dropped = unload_all()
+        logger.info("ComfyUI unload: freed %d Qwen3-VL model(s) from the pack cache", dropped)
+        return original(*args, **kwargs)
+
+    unload_all_models._qwen3vl_hooked = True
+    unload_all_models.__wrapped__ = original
+    model_management.unload_all_models = unload_all_models
+
+
+if model_management is not None:
+    _hook_unload_all_models()
+
+
+def free_device_memory(bytes_needed: int, device: str) -> None:
+    """On CUDA, ask ComfyUI to unload its own models until ``bytes_needed`` fit (before a big load)."""
+    if model_management is None or device not in ("cuda", "auto"):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        model_management.free_memory(bytes_needed, model_management.get_torch_device())
 
 
 def llm_dirs() -> list[str]:

@@ -55,5 +55,6 @@ class Qwen3VLModelLoader:
         if chosen == comfy.NO_MODELS:
             chosen = ""
         bundle = load_model(chosen, comfy.llm_dirs(), dtype=dtype, attention=attention,
-                            quantization=quantization, device=device, keep_loaded=keep_loaded, input_name=name)
+                            quantization=quantization, device=device, keep_loaded=keep_loaded, input_name=name,
+                            before_load=lambda key, size: comfy.free_device_memory(int(size * 1.2), key.device))
         return (bundle,)
