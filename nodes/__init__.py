@@ -1,14 +1,19 @@
 """ComfyUI node classes (thin: inputs, validation, one call into loaders/ or utils/)."""
 
 from .generate import Qwen3VLGenerate
+from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
 
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_Generate": Qwen3VLGenerate,
+    "Qwen3VL_Grounding": Qwen3VLGrounding,
+    "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL Model Loader",
     "Qwen3VL_Generate": "Qwen3-VL Generate",
+    "Qwen3VL_Grounding": "Qwen3-VL Grounding",
+    "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
 }

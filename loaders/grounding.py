@@ -1,0 +1,36 @@
+"""Grounding with Qwen3-VL: one grounding question per image, answered in one batched generate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..utils.grounding import build_grounding_prompt, join_answers, parse_index
+from ..utils.grounding_render import GroundingOutputs, grounding_outputs
+from ..utils.images import check_image_batch, to_uint8_chw
+from ..utils.messages import build_messages
+from ..utils.presets import GenerationOptions
+from .cache import ModelBundle
+from .tasks import run_conversations
+
+logger = logging.getLogger(__name__)
+
+
+def ground(bundle: ModelBundle, image, target: str, mode: str, options: GenerationOptions,
+           label_filter: str = "", index: str = "", max_visual_tokens: int = 0,
+           on_step: Callable[[int], bool | None] | None = None) -> tuple[GroundingOutputs, str]:
+    """Ask Qwen3-VL to locate ``target`` in every image of the batch (one conversation per image).
+
+    Returns the outputs (pixel boxes, mask, preview, JSON; Qwen3-VL's relative 0..1000 coordinates) and
+    the answers as one string (``=== image N ===`` sections when the batch has several images).
+    """
+    prompt = build_grounding_prompt(target, mode)
+    parse_index(index)  # refuse a bad index before spending time on generation
+    image = check_image_batch(image, "image")
+    frames = list(to_uint8_chw(image).unbind(0))
+    conversations = [build_messages(prompt, [frame]) for frame in frames]
+    results = run_conversations(bundle, conversations, options, max_visual_tokens=max_visual_tokens,
+                                on_step=on_step)
+    texts = [r.text for r in results]
+    logger.debug("grounding answers: %s", texts)
+    return grounding_outputs(image, texts, "qwen3", label_filter, index), join_answers(texts)
