@@ -64,9 +64,33 @@ def prepare_inputs(processor, conversations: list[list[dict]], min_pixels: int |
     if images:
         kwargs["images"] = images
     if videos:
-        kwargs["videos"] = [v["video"] for v in videos]
-        kwargs.update(video_kwargs or {})
+        kwargs.update(_video_kwargs(processor, videos, video_kwargs))
     return processor(text=texts, **kwargs), counts
+
+
+def _video_kwargs(processor, videos: list[dict], extra: dict | None) -> dict:
+    """Processor kwargs for the video items of a batch.
+
+    Items made by ``utils.video.prepare_video`` carry their metadata (source fps, chosen frame indices) and
+    frames already sized within their token budget: they go in with ``do_sample_frames=False`` (so the
+    timestamps are the real times in the clip) and a pixel range that holds every clip as it is. ``extra``
+    (caller's processor kwargs) wins over these.
+    """
+    kwargs: dict = {"videos": [v["video"] for v in videos]}
+    extra = dict(extra or {})
+    if all("video_metadata" in v for v in videos):
+        pixels = [int(v["video"].shape[0]) * int(v["video"].shape[-2]) * int(v["video"].shape[-1]) for v in videos]
+        own = {"do_sample_frames": False,
+               "video_metadata": [{**v["video_metadata"], "frames_indices": list(v["video_metadata"]["frames_indices"])}
+                                  for v in videos],
+               "size": {"shortest_edge": min(pixels), "longest_edge": max(pixels)}}
+        valid = getattr(getattr(processor.video_processor, "valid_kwargs", None), "__annotations__", {})
+        if "cap_pixels_per_frame" in valid:  # transformers >= 5.x: our frames are already inside the budget
+            own["cap_pixels_per_frame"] = False
+        own.update(extra.pop("videos_kwargs", {}))
+        kwargs["videos_kwargs"] = {k: v for k, v in own.items() if k not in extra}
+    kwargs.update(extra)
+    return kwargs
 
 
 def _cuda_devices() -> list[int]:

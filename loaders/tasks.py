@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
 
 from ..utils.errors import InputError
-from ..utils.messages import build_messages
+from ..utils.messages import Chat, build_messages, check_chat, extend_chat
 from ..utils.presets import GenerationOptions
+from ..utils.video import VideoSampling, describe_video, prepare_video
 from .cache import ModelBundle, unload
 from .engine import GenerationResult, generate
 
@@ -39,10 +43,48 @@ def run_conversations(bundle: ModelBundle, conversations: list[list[dict]], opti
             unload(bundle.key)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One answer, the conversation it ends, and notes for ``info`` (e.g. which video frames were seen)."""
+
+    result: GenerationResult
+    chat: Chat
+    notes: tuple[str, ...] = ()
+
+
+def video_factor(processor) -> int:
+    """Pixels per visual-token side for video frames (patch size x spatial merge: 32 for Qwen3-VL)."""
+    vp = processor.video_processor
+    return int(getattr(vp, "patch_size", 16)) * int(getattr(vp, "merge_size", 2))
+
+
+def converse(bundle: ModelBundle, prompt: str, options: GenerationOptions, images: list | None = None,
+             system_prompt: str = "", chat: Chat | None = None, video: torch.Tensor | None = None,
+             video_sampling: VideoSampling | None = None, min_visual_tokens: int = 0, max_visual_tokens: int = 0,
+             on_step: Callable[[int], bool | None] | None = None) -> Reply:
+    """One user turn (images, then a video frame batch, then text), new or continuing ``chat`` -> the answer.
+
+    ``video`` is a ComfyUI IMAGE frame batch; ``video_sampling`` (required with it) says its frame rate and
+    how to sample it. The returned chat holds the whole conversation including this answer; ``chat`` itself
+    is left unchanged.
+    """
+    if chat is not None:
+        check_chat(chat)  # before any video work
+    item = None
+    if video is not None:
+        if video_sampling is None:
+            raise InputError("video_fps", "is needed with a video.", "Set the frame rate of the frames.")
+        item = prepare_video(video, video_sampling, factor=video_factor(bundle.processor))
+    messages = build_messages(prompt, images, system_prompt, video=item, chat=chat)
+    result = run_conversations(bundle, [messages], options, min_visual_tokens, max_visual_tokens,
+                               on_step=on_step)[0]
+    notes = (describe_video(item),) if item is not None else ()
+    return Reply(result, extend_chat(messages, result.text), notes)
+
+
 def ask(bundle: ModelBundle, prompt: str, options: GenerationOptions, images: list | None = None,
         system_prompt: str = "", min_visual_tokens: int = 0, max_visual_tokens: int = 0,
         on_step: Callable[[int], bool | None] | None = None) -> GenerationResult:
     """One question (with any images, in order, in one user turn) -> one answer."""
-    messages = build_messages(prompt, images, system_prompt)
-    return run_conversations(bundle, [messages], options, min_visual_tokens, max_visual_tokens,
-                             on_step=on_step)[0]
+    return converse(bundle, prompt, options, images, system_prompt, min_visual_tokens=min_visual_tokens,
+                    max_visual_tokens=max_visual_tokens, on_step=on_step).result

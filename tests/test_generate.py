@@ -40,7 +40,7 @@ def _spy_generate(monkeypatch):
 def test_every_image_of_a_batch_reaches_the_model(dense, monkeypatch):
     calls = _spy_generate(monkeypatch)
     image = _comfy_image(_pil(1), _pil(2), _pil(3))
-    text, thinking, info = Qwen3VLGenerate().generate(dense, "Compare these.", "Greedy", 8, 0, image=image)
+    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Compare these.", "Greedy", 8, 0, image=image)
     inputs = calls[0]
     assert inputs["image_grid_thw"].shape == (3, 3)
     per_image = (inputs["image_grid_thw"].prod(-1) // 4).tolist()
@@ -81,7 +81,7 @@ def test_node_matches_plain_transformers_under_greedy(dense):
     result = ask(dense, "Describe this image.", resolve_options("Greedy", 24),
                  images=[torch.from_numpy(np.array(pil)).permute(2, 0, 1)], max_visual_tokens=0)
     assert result.token_ids == plain_ids
-    text, _, _ = Qwen3VLGenerate().generate(dense, "Describe this image.", "Greedy", 24, 0,
+    text, _, _, _ = Qwen3VLGenerate().generate(dense, "Describe this image.", "Greedy", 24, 0,
                                             image=_comfy_image(pil), max_visual_tokens=0)
     assert text == plain_text.strip()
 
@@ -101,7 +101,7 @@ def test_same_seed_same_output_and_global_rng_untouched(dense):
 
 
 def test_text_only_and_system_prompt(dense):
-    text, thinking, info = Qwen3VLGenerate().generate(dense, "Say hi.", "Text", 6, 0, system_prompt="Be brief.")
+    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Say hi.", "Text", 6, 0, system_prompt="Be brief.")
     assert "<|im_start|>system\nBe brief.<|im_end|>" in info
     assert "visual tokens" not in info
     assert "generated tokens: " in info and "tokens/s" in info
@@ -125,7 +125,7 @@ def test_thinking_is_split_from_the_answer(dense, monkeypatch):
         return torch.cat([input_ids, torch.tensor([scripted])], dim=1)
 
     monkeypatch.setattr(type(dense.model), "generate", scripted_generate)
-    text, thinking, info = Qwen3VLGenerate().generate(dense, "Think.", "Thinking", 50, 0)
+    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Think.", "Thinking", 50, 0)
     assert (text, thinking) == ("final answer", "step one")
 
 
@@ -140,7 +140,7 @@ def test_bad_inputs_then_next_run_works(dense, kwargs, name):
     with pytest.raises(InputError) as err:
         node.generate(dense, preset="Greedy", seed=0, **kwargs)
     assert err.value.input_name == name and str(err.value).startswith(name + ":")
-    text, _, _ = node.generate(dense, "ok", "Greedy", 2, 0)
+    text, _, _, _ = node.generate(dense, "ok", "Greedy", 2, 0)
     assert isinstance(text, str)
 
 
@@ -148,7 +148,7 @@ def test_moe_generates(moe_path):
     from qwen3vl_pack.loaders.cache import load_model
 
     bundle = load_model(str(moe_path), device="cpu")
-    text, _, info = Qwen3VLGenerate().generate(bundle, "Describe.", "Greedy", 4, 0, image=_comfy_image(_pil(9)))
+    text, _, info, _ = Qwen3VLGenerate().generate(bundle, "Describe.", "Greedy", 4, 0, image=_comfy_image(_pil(9)))
     assert "generated tokens: " in info and isinstance(text, str)
 
 

@@ -18,13 +18,18 @@ def test_public_node_ids():
     assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
     loader, gen = NODE_CLASS_MAPPINGS["Qwen3VL_ModelLoader"], NODE_CLASS_MAPPINGS["Qwen3VL_Generate"]
     assert loader.RETURN_TYPES == ("QWEN3VL_MODEL",) and loader.RETURN_NAMES == ("model",)
-    assert gen.RETURN_TYPES == ("STRING", "STRING", "STRING") and gen.RETURN_NAMES == ("text", "thinking", "info")
+    assert gen.RETURN_TYPES == ("STRING", "STRING", "STRING", "QWEN3VL_CHAT")
+    assert gen.RETURN_NAMES == ("text", "thinking", "info", "chat")
     req = gen.INPUT_TYPES()["required"]
     assert list(req) == ["model", "prompt", "preset", "max_new_tokens", "seed"]
     assert req["preset"][0] == ["VL", "Text", "Thinking", "Greedy", "Custom"]
     opt = gen.INPUT_TYPES()["optional"]
     assert {"system_prompt", "image", "temperature", "top_p", "top_k", "repetition_penalty",
             "presence_penalty", "min_visual_tokens", "max_visual_tokens"} <= set(opt)
+    assert list(opt)[:9] == ["system_prompt", "image", "temperature", "top_p", "top_k", "repetition_penalty",
+                             "presence_penalty", "min_visual_tokens", "max_visual_tokens"]
+    assert list(opt)[9:] == ["chat", "video", "video_fps", "sample_fps", "max_frames", "max_video_frame_tokens"]
+    assert opt["chat"][0] == "QWEN3VL_CHAT" and opt["video"][0] == "IMAGE" and opt["video_fps"][0] == "FLOAT"
     linputs = loader.INPUT_TYPES()
     assert list(linputs["required"]) == ["model", "dtype", "attention", "quantization", "device", "keep_loaded"]
     assert list(linputs["optional"]) == ["model_path"]
