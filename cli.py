@@ -39,9 +39,11 @@ def _out(text: str) -> None:
 
 def tiny_model_dir(family: str = "dense") -> Path:
     """Build (once per temp dir) the tiny random model used when no --model is given."""
+    import transformers
+
     from .tests.tiny_model import build_tiny_model
 
-    path = Path(tempfile.gettempdir()) / f"qwen3vl-pack-tiny-{family}"
+    path = Path(tempfile.gettempdir()) / f"qwen3vl-pack-tiny-{family}-tf{transformers.__version__}"
     if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
         build_tiny_model(path, family)
     return path

@@ -20,6 +20,14 @@ def pixel_budget_kwargs(processor, min_pixels: int | None, max_pixels: int | Non
     if min_pixels is None and max_pixels is None:
         return {}
     size = dict(getattr(processor.image_processor, "size", None) or {})
-    lo = min_pixels if min_pixels is not None else size.get("shortest_edge", 56 * 56)
-    hi = max_pixels if max_pixels is not None else size.get("longest_edge", 16384 * 32 * 32)
-    return {"images_kwargs": {"size": {"shortest_edge": int(lo), "longest_edge": int(hi)}}}
+    lo = int(min_pixels if min_pixels is not None else size.get("shortest_edge", 56 * 56))
+    hi = int(max_pixels if max_pixels is not None else size.get("longest_edge", 16384 * 32 * 32))
+    if transformers_major() < 5:  # 4.57 reads min_pixels/max_pixels and ignores a nested size
+        return {"images_kwargs": {"min_pixels": lo, "max_pixels": hi}}
+    return {"images_kwargs": {"size": {"shortest_edge": lo, "longest_edge": hi}}}
+
+
+def transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])

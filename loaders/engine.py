@@ -107,7 +107,7 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     device = getattr(model, "device", torch.device("cpu"))
     inputs = inputs.to(device)
 
-    gen_config = _generation_config(model, options)
+    gen_kwargs, eos_ids, pad_id = _generation_kwargs(model, options)
     logits_processors, stopping = [], []
     if options.presence_penalty:
         logits_processors.append(PresencePenaltyLogitsProcessor(options.presence_penalty, prompt_len))
@@ -117,34 +117,33 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
 
     with torch.random.fork_rng(devices=_cuda_devices()), torch.inference_mode():
         torch.manual_seed(options.seed)
-        out = model.generate(**inputs, generation_config=gen_config,
+        out = model.generate(**inputs, **gen_kwargs,
                              logits_processor=LogitsProcessorList(logits_processors),
                              stopping_criteria=StoppingCriteriaList(stopping))
     elapsed = time.perf_counter() - start
-    return _decode(processor, inputs, counts, out[:, prompt_len:].cpu(), gen_config, elapsed)
+    return _decode(processor, inputs, counts, out[:, prompt_len:].cpu(), eos_ids, pad_id, elapsed)
 
 
-def _generation_config(model, options: GenerationOptions):
-    import copy
+def _generation_kwargs(model, options: GenerationOptions) -> tuple[dict, set[int], int | None]:
+    """Sampling settings as ``generate`` kwargs, plus the end-of-sequence ids and the pad id.
 
-    config = copy.deepcopy(model.generation_config)
-    for name in ("temperature", "top_p", "top_k", "min_p", "typical_p"):
-        setattr(config, name, None)
-    config.update(**options.generate_kwargs())
-    if config.pad_token_id is None:
-        config.pad_token_id = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
-    return config
+    Passed as kwargs, not as a ``GenerationConfig``: transformers 4.57 replaces config values equal to
+    the global defaults (e.g. ``do_sample=False``) with the checkpoint's defaults, while kwargs always win.
+    """
+    config = model.generation_config
+    eos = config.eos_token_id
+    eos_list = eos if isinstance(eos, list) else [eos] if eos is not None else []
+    pad_id = config.pad_token_id if config.pad_token_id is not None else (eos_list[0] if eos_list else None)
+    eos_ids = set(eos_list)
+    kwargs = options.generate_kwargs()
+    if config.pad_token_id is None and pad_id is not None:
+        kwargs["pad_token_id"] = pad_id
+    return kwargs, eos_ids, pad_id
 
 
-def _eos_ids(gen_config) -> set[int]:
-    eos = gen_config.eos_token_id
-    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-
-
-def _decode(processor, inputs, counts: list[tuple[int, int]], new_ids: torch.Tensor, gen_config,
-            elapsed: float) -> list[GenerationResult]:
+def _decode(processor, inputs, counts: list[tuple[int, int]], new_ids: torch.Tensor, eos: set[int],
+            pad: int | None, elapsed: float) -> list[GenerationResult]:
     tok = processor.tokenizer
-    eos, pad = _eos_ids(gen_config), gen_config.pad_token_id
     image_counts = _vision_token_counts(processor, inputs.get("image_grid_thw"))
     video_counts = _vision_token_counts(processor, inputs.get("video_grid_thw"))
     results, img_i, vid_i = [], 0, 0

@@ -1,14 +1,18 @@
 """ComfyUI node classes (thin: inputs, validation, one call into loaders/ or utils/)."""
 
+from .download import Qwen3VLDownloadModel
 from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
+from .memory import Qwen3VLUnload
 
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_Generate": Qwen3VLGenerate,
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
+    "Qwen3VL_Unload": Qwen3VLUnload,
+    "Qwen3VL_DownloadModel": Qwen3VLDownloadModel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -16,4 +20,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_Generate": "Qwen3-VL Generate",
     "Qwen3VL_Grounding": "Qwen3-VL Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
+    "Qwen3VL_Unload": "Qwen3-VL Unload Models",
+    "Qwen3VL_DownloadModel": "Qwen3-VL Download Model",
 }

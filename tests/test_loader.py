@@ -139,8 +139,8 @@ def test_bad_model_folders(dense_path, tmp_path):
     with pytest.raises(ModelLoadError, match="only as pickle files .*safetensors"):
         load_model(str(pickle_only))
     no_tok = _copy(dense_path, tmp_path / "notok")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (no_tok / name).unlink()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        (no_tok / name).unlink(missing_ok=True)
     with pytest.raises(ModelLoadError, match="processor/tokenizer files .* cannot be loaded"):
         load_model(str(no_tok), device="cpu")
     assert not MODEL_CACHE

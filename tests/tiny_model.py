@@ -13,8 +13,10 @@ Usage::
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import tempfile
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -82,16 +84,31 @@ def build_tokenizer():
     from transformers import Qwen2Tokenizer
 
     vocab, merges = _train_bpe()
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>",
-        pad_token="<|endoftext|>", errors="replace",
-    )
+    if "vocab" in inspect.signature(Qwen2Tokenizer.__init__).parameters:  # transformers 5.x
+        tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", errors="replace")
+    else:  # transformers 4.57: the fast tokenizer reads vocab.json + merges.txt
+        from transformers import Qwen2TokenizerFast
+
+        with tempfile.TemporaryDirectory() as tmp:
+            vocab_file, merges_file = Path(tmp) / "vocab.json", Path(tmp) / "merges.txt"
+            vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+            merges_file.write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
+                                   encoding="utf-8")
+            tokenizer = Qwen2TokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file),
+                                           unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in PLAIN_ADDED_TOKENS])
     tokenizer.eos_token = "<|im_end|>"
     tokenizer.pad_token = "<|endoftext|>"
     tokenizer.chat_template = CHAT_TEMPLATE_FILE.read_text(encoding="utf-8")
     return tokenizer
+
+
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
 
 
 def build_config(tokenizer, family: str = "dense"):
@@ -101,11 +118,14 @@ def build_config(tokenizer, family: str = "dense"):
     text = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [4, 2, 2],
-                         "mrope_interleaved": True},
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
     )
+    rope = {"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True}
+    if _transformers_major() >= 5:
+        text["rope_parameters"] = {**rope, "rope_theta": 5e6}
+    else:  # 4.57 reads rope_scaling + rope_theta
+        text.update(rope_scaling=rope, rope_theta=5e6)
     vision = dict(
         depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=16,
         spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
@@ -137,6 +157,7 @@ def build_processor(tokenizer):
         patch_size=16, temporal_patch_size=2, merge_size=2,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
         size={"shortest_edge": IMAGE_MIN_PIXELS, "longest_edge": IMAGE_MAX_PIXELS},
+        **({} if _transformers_major() >= 5 else {"min_pixels": IMAGE_MIN_PIXELS, "max_pixels": IMAGE_MAX_PIXELS}),
     )
     video_processor = Qwen3VLVideoProcessor(
         patch_size=16, temporal_patch_size=2, merge_size=2,
