@@ -138,7 +138,7 @@ def _convert(chunk: torch.Tensor, size: tuple[int, int], input_name: str) -> tor
     x = x.permute(0, 3, 1, 2)
     if tuple(x.shape[-2:]) != size:
         x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
-    return x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).contiguous()
+    return x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
 
 
 def prepare_video(frames, sampling: VideoSampling, factor: int = TOKEN_SIDE, input_name: str = "video") -> dict:
@@ -152,11 +152,13 @@ def prepare_video(frames, sampling: VideoSampling, factor: int = TOKEN_SIDE, inp
     total, height, width = (int(s) for s in frames.shape[:3])
     indices = sample_indices(total, sampling.video_fps, sampling.sample_fps, sampling.max_frames)
     size = frame_size(height, width, sampling.max_frame_tokens, factor, input_name)
-    parts = [_convert(frames[indices[i:i + CHUNK_FRAMES]], size, input_name)
-             for i in range(0, len(indices), CHUNK_FRAMES)]
+    out = torch.empty((len(indices), 3, *size), dtype=torch.uint8)
+    for i in range(0, len(indices), CHUNK_FRAMES):
+        chunk = indices[i:i + CHUNK_FRAMES]
+        out[i:i + len(chunk)] = _convert(frames[chunk], size, input_name)
     metadata = {"total_num_frames": total, "fps": sampling.video_fps, "duration": total / sampling.video_fps,
                 "frames_indices": indices, "height": size[0], "width": size[1]}
-    return {"type": "video", "video": torch.cat(parts), "video_metadata": metadata}
+    return {"type": "video", "video": out, "video_metadata": metadata}
 
 
 def describe_video(item: dict) -> str:
