@@ -33,6 +33,7 @@ class CacheKey:
     attention: str
     quantization: str
     device: str
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -74,7 +75,8 @@ _LOCK = threading.RLock()
 
 
 def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
-             quantization: str = "none", device: str = "auto", input_name: str = "model") -> CacheKey:
+             quantization: str = "none", device: str = "auto", input_name: str = "model",
+             trust_remote_code: bool = False) -> CacheKey:
     """Check the folder and the options, and return the cache key they resolve to (no weights read)."""
     path = resolve_model_path(model, list(search_dirs or []), input_name)
     family = read_family(path, input_name)
@@ -84,18 +86,19 @@ def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "aut
     dtype = opt.resolve_dtype(dtype, device)
     attention = opt.resolve_attention(attention, device)
     opt.quantization_config(quantization, dtype)  # raises early if bitsandbytes is missing
-    return CacheKey(str(path), family, dtype, attention, quantization, device)
+    return CacheKey(str(path), family, dtype, attention, quantization, device, bool(trust_remote_code))
 
 
 def load_model(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
                quantization: str = "none", device: str = "auto", keep_loaded: bool = True,
-               input_name: str = "model", before_load: Callable[[CacheKey, int], None] | None = None) -> ModelBundle:
+               input_name: str = "model", before_load: Callable[[CacheKey, int], None] | None = None,
+               trust_remote_code: bool = False) -> ModelBundle:
     """Load (or take from the cache) a Qwen3-VL model and its processor.
 
     ``before_load(key, weight_bytes)`` runs only on a cache miss, before reading weights (ComfyUI
     uses it to free VRAM held by its own models).
     """
-    key = make_key(model, search_dirs, dtype, attention, quantization, device, input_name)
+    key = make_key(model, search_dirs, dtype, attention, quantization, device, input_name, trust_remote_code)
     if before_load is not None and not _is_cached(key):
         before_load(key, weight_bytes(key.path))
     entry = _acquire(key, keep_loaded)
@@ -135,14 +138,18 @@ def _load_from_disk(key: CacheKey):
 
     start = time.perf_counter()
     cls = getattr(transformers, FAMILIES[key.family])
-    kwargs = dict(attn_implementation=key.attention, use_safetensors=True, trust_remote_code=False,
+    if key.trust_remote_code:
+        logger.warning("trust_remote_code is ON for %s: Python files in that folder may run. Qwen3-VL does not "
+                       "need it; turn it off unless you trust the folder's author.", key.path)
+    kwargs = dict(attn_implementation=key.attention, use_safetensors=True, trust_remote_code=key.trust_remote_code,
                   local_files_only=True, **dtype_kwarg(opt.torch_dtype(key.dtype)))
     quant = opt.quantization_config(key.quantization, key.dtype)
     if quant is not None:
         kwargs["quantization_config"] = quant
     kwargs["device_map"] = "auto" if key.device == "auto" else {"": key.device}
     try:
-        processor = AutoProcessor.from_pretrained(key.path, local_files_only=True, trust_remote_code=False)
+        processor = AutoProcessor.from_pretrained(key.path, local_files_only=True,
+                                                  trust_remote_code=key.trust_remote_code)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise ModelLoadError("model", f"the processor/tokenizer files in {key.path!r} cannot be loaded ({err}).",
                              "A Qwen3-VL folder needs tokenizer.json (or vocab.json + merges.txt), "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..utils.errors import InputError
 from ..utils.messages import collect_media
 from ..utils.presets import GenerationOptions
 from ..utils.sampling import PresencePenaltyLogitsProcessor, StepCallback
@@ -104,6 +105,7 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     start = time.perf_counter()
     inputs, counts = prepare_inputs(processor, conversations, min_pixels, max_pixels, video_kwargs)
     prompt_len = inputs["input_ids"].shape[1]
+    check_context(model, prompt_len, options.max_new_tokens)
     device = getattr(model, "device", torch.device("cpu"))
     inputs = inputs.to(device)
 
@@ -122,6 +124,21 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
                              stopping_criteria=StoppingCriteriaList(stopping))
     elapsed = time.perf_counter() - start
     return _decode(processor, inputs, counts, out[:, prompt_len:].cpu(), eos_ids, pad_id, elapsed)
+
+
+def check_context(model, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a request whose prompt + answer cannot fit the model's context window."""
+    config = getattr(model.config, "text_config", model.config)
+    context = getattr(config, "max_position_embeddings", None)
+    if not context or prompt_tokens + max_new_tokens <= context:
+        return
+    if prompt_tokens >= context:
+        raise InputError("max_visual_tokens", f"the prompt alone has {prompt_tokens} tokens, more than the "
+                         f"model's context of {context}.", "Use fewer or smaller images/frames (lower "
+                         "max_visual_tokens, max_frames or max_video_frame_tokens) or a shorter prompt/chat.")
+    raise InputError("max_new_tokens", f"{max_new_tokens} new tokens after a {prompt_tokens}-token prompt "
+                     f"exceed the model's context of {context} tokens.",
+                     f"Set max_new_tokens to at most {context - prompt_tokens}.")
 
 
 def _generation_kwargs(model, options: GenerationOptions) -> tuple[dict, set[int], int | None]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..utils.errors import InputError
+from ..utils.errors import GenerationOOMError, InputError
 from ..utils.messages import Chat, build_messages, check_chat, extend_chat
 from ..utils.presets import GenerationOptions
 from ..utils.video import VideoSampling, describe_video, prepare_video
@@ -38,6 +38,12 @@ def run_conversations(bundle: ModelBundle, conversations: list[list[dict]], opti
     try:
         return generate(bundle.model, bundle.processor, conversations, options, min_pixels=min_pixels,
                         max_pixels=max_pixels, video_kwargs=video_kwargs, on_step=on_step)
+    except torch.OutOfMemoryError as err:
+        unload(bundle.key)  # free what we can; the next run reloads the model
+        raise GenerationOOMError(
+            f"out of device memory while generating ({str(err).splitlines()[0][:200]}). The model was unloaded "
+            "to free memory. Lower max_visual_tokens (images), max_frames or max_video_frame_tokens (video), "
+            "max_new_tokens or batch_size; or load with quantization 4-bit; or pick a smaller model.") from err
     finally:
         if not bundle.keep_loaded:
             unload(bundle.key)

@@ -45,10 +45,14 @@ class Qwen3VLModelLoader:
             "optional": {
                 "model_path": ("STRING", {"default": "", "tooltip": "An absolute folder of a Qwen3-VL model. "
                                "When set, it is used instead of the model list."}),
+                "trust_remote_code": ("BOOLEAN", {"default": False, "tooltip": "Run Python code shipped in the "
+                                      "model folder. Qwen3-VL never needs it; leave off unless you trust the "
+                                      "folder's author (a warning is logged when on)."}),
             },
         }
 
-    def load(self, model, dtype, attention, quantization, device, keep_loaded, model_path=""):
+    def load(self, model, dtype, attention, quantization, device, keep_loaded, model_path="",
+             trust_remote_code=False):
         chosen, name = (model_path.strip(), "model_path") if model_path and model_path.strip() else (model, "model")
         if device == "auto":
             device = comfy.default_device()
@@ -56,5 +60,6 @@ class Qwen3VLModelLoader:
             chosen = ""
         bundle = load_model(chosen, comfy.llm_dirs(), dtype=dtype, attention=attention,
                             quantization=quantization, device=device, keep_loaded=keep_loaded, input_name=name,
-                            before_load=lambda key, size: comfy.free_device_memory(int(size * 1.2), key.device))
+                            before_load=lambda key, size: comfy.free_device_memory(int(size * 1.2), key.device),
+                            trust_remote_code=trust_remote_code)
         return (bundle,)

@@ -32,7 +32,7 @@ def test_public_node_ids():
     assert opt["chat"][0] == "QWEN3VL_CHAT" and opt["video"][0] == "IMAGE" and opt["video_fps"][0] == "FLOAT"
     linputs = loader.INPUT_TYPES()
     assert list(linputs["required"]) == ["model", "dtype", "attention", "quantization", "device", "keep_loaded"]
-    assert list(linputs["optional"]) == ["model_path"]
+    assert list(linputs["optional"]) == ["model_path", "trust_remote_code"]
 
 
 @pytest.mark.parametrize("node_id", sorted(NODE_CLASS_MAPPINGS))

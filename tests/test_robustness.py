@@ -1,0 +1,114 @@
+"""OOM, context overflow, interrupt and trust_remote_code handling on the tiny model."""
+
+from __future__ import annotations
+
+import logging
+import types
+
+import pytest
+import torch
+
+from qwen3vl_pack.loaders.cache import MODEL_CACHE, load_model
+from qwen3vl_pack.nodes import comfy_services
+from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
+from qwen3vl_pack.utils.errors import GenerationOOMError, InputError
+
+pytestmark = pytest.mark.usefixtures("clean_cache")
+
+
+def _image(h=64, w=64):
+    return torch.rand(1, h, w, 3)
+
+
+def test_oom_during_generate_is_clear_drops_cache_and_next_call_works(dense_path, monkeypatch):
+    bundle = load_model(str(dense_path), device="cpu")
+    cls = type(bundle.model)
+    real = cls.generate
+
+    def oom(self, *a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(cls, "generate", oom)
+    with pytest.raises(GenerationOOMError) as err:
+        Qwen3VLGenerate().generate(bundle, "Describe.", "Greedy", 8, 0, image=_image())
+    msg = str(err.value)
+    assert "out of device memory" in msg and "max_visual_tokens" in msg and "4-bit" in msg
+    assert bundle.key not in MODEL_CACHE  # memory released
+    monkeypatch.setattr(cls, "generate", real)
+    info = Qwen3VLGenerate().generate(bundle, "Describe.", "Greedy", 4, 0, image=_image())[2]
+    assert "generated tokens: " in info and bundle.key in MODEL_CACHE
+
+
+def test_max_new_tokens_past_context_is_refused(dense):
+    context = dense.model.config.text_config.max_position_embeddings
+    with pytest.raises(InputError) as err:
+        Qwen3VLGenerate().generate(dense, "hi", "Greedy", context, 0)
+    assert err.value.input_name == "max_new_tokens" and "at most" in str(err.value)
+    assert Qwen3VLGenerate().generate(dense, "hi", "Greedy", 2, 0)[0] is not None
+
+
+class FakeInterrupt(Exception):
+    """Stands in for comfy.model_management.InterruptProcessingException."""
+
+
+def test_interrupt_stops_within_one_decode_step(dense, monkeypatch):
+    state = {"flag": False, "forwards_after_flag": 0, "progress": []}
+
+    def throw_if_interrupted():
+        if state["flag"]:
+            state["flag"] = False  # ComfyUI clears the flag when it throws
+            raise FakeInterrupt("Processing interrupted")
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None):
+            state["progress"].append(value)
+            if value == 5:  # the user presses Cancel while the bar shows 5 tokens
+                state["flag"] = True
+
+    monkeypatch.setattr(comfy_services, "model_management",
+                        types.SimpleNamespace(throw_exception_if_processing_interrupted=throw_if_interrupted))
+    monkeypatch.setattr(comfy_services, "comfy_utils", types.SimpleNamespace(ProgressBar=Bar))
+
+    def count(module, args, output):
+        if state["flag"]:
+            state["forwards_after_flag"] += 1
+
+    handle = dense.model.register_forward_hook(count)
+    try:
+        with pytest.raises(FakeInterrupt):
+            Qwen3VLGenerate().generate(dense, "Tell a long story.", "VL", 500, 0)
+    finally:
+        handle.remove()
+    assert state["progress"][:5] == [1, 2, 3, 4, 5] and max(state["progress"]) == 5
+    assert state["forwards_after_flag"] <= 1
+    assert dense.key in MODEL_CACHE  # the cache stays usable
+    info = Qwen3VLGenerate().generate(dense, "again", "Greedy", 3, 0)[2]
+    assert "generated tokens: " in info
+
+
+def test_progress_advances_once_per_token(dense, monkeypatch):
+    seen = []
+
+    class Bar:
+        def __init__(self, total):
+            seen.append(("total", total))
+
+        def update_absolute(self, value, total=None):
+            seen.append(value)
+
+    monkeypatch.setattr(comfy_services, "comfy_utils", types.SimpleNamespace(ProgressBar=Bar))
+    info = Qwen3VLGenerate().generate(dense, "hi", "Greedy", 12, 0)[2]
+    generated = int(info.split("generated tokens: ")[1].split("\n")[0])
+    assert seen[0] == ("total", 12)
+    assert seen[1:] == list(range(1, generated + 1))
+
+
+def test_trust_remote_code_is_off_by_default_and_warned_when_on(dense_path, caplog):
+    default = load_model(str(dense_path), device="cpu")
+    assert default.key.trust_remote_code is False
+    with caplog.at_level(logging.WARNING):
+        on = load_model(str(dense_path), device="cpu", trust_remote_code=True)
+    assert on.key != default.key and "trust_remote_code is ON" in caplog.text
