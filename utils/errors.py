@@ -29,6 +29,8 @@ class ModelLoadError(Qwen3VLError, RuntimeError):
 
     def __init__(self, input_name: str, problem: str, advice: str = ""):
         self.input_name = input_name
+        self.problem = problem
+        self.advice = advice
         text = f"{input_name}: {problem}"
         if advice:
             text += f" {advice}"
