@@ -1,0 +1,71 @@
+"""Optional tier: every workflow in workflows/ runs in a real ComfyUI on the tiny model.
+
+Runs only when COMFYUI_DIR points at a ComfyUI checkout (COMFYUI_PYTHON: a Python that can run it;
+COMFYUI_HARNESS: the harness folder, default ../shared/tools/comfyui_harness). Skipped otherwise,
+with the reason printed by ``pytest -ra``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COMFY = os.environ.get("COMFYUI_DIR", "")
+HARNESS = Path(os.environ.get("COMFYUI_HARNESS", ROOT.parent / "shared" / "tools" / "comfyui_harness"))
+PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+
+if not COMFY:
+    pytest.skip("COMFYUI_DIR is not set: the real-ComfyUI tier needs a ComfyUI checkout", allow_module_level=True)
+if not (HARNESS / "run_workflow.py").is_file():
+    pytest.skip(f"no ComfyUI harness at {HARNESS} (set COMFYUI_HARNESS)", allow_module_level=True)
+
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
+
+
+@pytest.fixture(scope="module")
+def comfy_env(tmp_path_factory):
+    """A models folder with the tiny model as models/LLM/Qwen3-VL-2B-Instruct, registered for ComfyUI."""
+    base = tmp_path_factory.mktemp("comfy_models")
+    model_dir = base / "LLM" / "Qwen3-VL-2B-Instruct"
+    build = subprocess.run([PYTHON, str(ROOT / "tests" / "tiny_model.py"), str(model_dir), "dense"],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr
+    yaml = base / "extra_model_paths.yaml"
+    yaml.write_text(f"qwen3vl_tests:\n  base_path: {base}\n  LLM: LLM\n", encoding="utf-8")
+    images = base / "caption_images"
+    images.mkdir()
+    for i in range(3):
+        shutil.copy(INPUTS[0], images / f"img_{i}.png")
+    return {"yaml": yaml, "images": images, "runs": base / "runs"}
+
+
+def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
+    wf = json.loads(workflow.read_text(encoding="utf-8"))
+    for node in wf["nodes"]:
+        if node["type"] == "Qwen3VL_LoadImageFolder":
+            node["widgets_values"][0] = str(env["images"])
+    dst.write_text(json.dumps(wf), encoding="utf-8")
+    return dst
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_runs_in_real_comfyui(workflow, comfy_env, tmp_path):
+    wf = _prepare(workflow, comfy_env, tmp_path / workflow.name)
+    cmd = [PYTHON, str(HARNESS / "run_workflow.py"), str(wf), "--custom-node", str(ROOT), "--link-mode", "extra-paths",
+           "--run-root", str(comfy_env["runs"]), "--disable-api-nodes", "--isolate", "--timeout", "300",
+           f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
+    for f in INPUTS:
+        cmd += ["--input", str(f)]
+    env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, PYTHONDONTWRITEBYTECODE="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    assert result["status"] == "success" and result["outputs"]
