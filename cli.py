@@ -2,6 +2,7 @@
 
     python cli.py ask --model /path/to/Qwen3-VL-2B-Instruct --image photo.jpg "Describe this image."
     python cli.py ask --image assets/sample.png "Describe this image."   # tiny random model
+    python cli.py caption /path/to/images --model /path/to/Qwen3-VL-2B-Instruct --prefix "ohwx"
 
 Without ``--model`` it builds a tiny random-weight Qwen3-VL (as the tests do) and says so:
 its answers are random text, useful only to check that everything runs.
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--info", action="store_true", help="also print the debugging report")
     _add_model_args(ask)
     _add_generation_args(ask)
+    from .cli_caption import add_caption_parser
+
+    add_caption_parser(sub, _add_model_args, _add_generation_args)
     return parser
 
 
@@ -135,6 +139,12 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def cmd_caption(args) -> int:
+    from .cli_caption import cmd_caption as run
+
+    return run(args, load_from_args, options_from_args, _out)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .utils.errors import Qwen3VLError
 
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"ask": cmd_ask}[args.command](args)
+        return {"ask": cmd_ask, "caption": cmd_caption}[args.command](args)
     except Qwen3VLError as err:
         logger.error("%s", err)
         return 2

@@ -1,5 +1,6 @@
 """ComfyUI node classes (thin: inputs, validation, one call into loaders/ or utils/)."""
 
+from .caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder, Qwen3VLSaveCaptions
 from .download import Qwen3VLDownloadModel
 from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
@@ -13,6 +14,9 @@ NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
     "Qwen3VL_Unload": Qwen3VLUnload,
     "Qwen3VL_DownloadModel": Qwen3VLDownloadModel,
+    "Qwen3VL_BatchCaption": Qwen3VLBatchCaption,
+    "Qwen3VL_LoadImageFolder": Qwen3VLLoadImageFolder,
+    "Qwen3VL_SaveCaptions": Qwen3VLSaveCaptions,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -22,4 +26,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
     "Qwen3VL_Unload": "Qwen3-VL Unload Models",
     "Qwen3VL_DownloadModel": "Qwen3-VL Download Model",
+    "Qwen3VL_BatchCaption": "Qwen3-VL Batch Caption",
+    "Qwen3VL_LoadImageFolder": "Qwen3-VL Load Image Folder",
+    "Qwen3VL_SaveCaptions": "Qwen3-VL Save Captions",
 }

@@ -1,0 +1,163 @@
+"""The batch captioning engine shared by the nodes and the CLI.
+
+One caption per image, in input order, with ``batch_size`` images (one conversation each) per
+left-padded ``generate`` call. Images are consumed lazily, one chunk at a time, so memory does not
+grow with the number of images when the caller streams them (the CLI reads files chunk by chunk).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from ..utils.captions import SaveReport, build_caption_prompt, finish_caption, plan_targets, write_caption
+from ..utils.errors import GenerationOOMError, InputError
+from ..utils.image_files import iter_readable
+from ..utils.images import pil_to_chw
+from ..utils.messages import build_messages
+from ..utils.presets import GenerationOptions
+from .cache import ModelBundle, unload
+from .engine import generate
+from .tasks import pixel_budget
+
+logger = logging.getLogger(__name__)
+K = TypeVar("K")
+MAX_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class CaptionJob:
+    """Everything that shapes the captions of a run, already checked (see :func:`make_job`)."""
+
+    prompt: str
+    options: GenerationOptions
+    style: str = "detailed"
+    batch_size: int = 8
+    prefix: str = ""
+    suffix: str = ""
+    min_visual_tokens: int = 0
+    max_visual_tokens: int = 0
+
+
+def make_job(style: str, options: GenerationOptions, custom_prompt: str = "", batch_size: int = 8,
+             prefix: str = "", suffix: str = "", min_visual_tokens: int = 0,
+             max_visual_tokens: int = 0) -> CaptionJob:
+    """Check the captioning inputs once, before any image is read or any token generated."""
+    prompt = build_caption_prompt(style, custom_prompt)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise InputError("batch_size", f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}.",
+                         "Use 8 on a GPU with room to spare, fewer if memory runs out.")
+    pixel_budget(min_visual_tokens, max_visual_tokens)
+    return CaptionJob(prompt, options, style, batch_size, prefix or "", suffix or "",
+                      min_visual_tokens, max_visual_tokens)
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` items (the last may be shorter), pulled lazily from ``items``."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def iter_captions(bundle: ModelBundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
+                  on_step: Callable[[int], bool | None] | None = None,
+                  before_batch: Callable[[], None] | None = None) -> Iterator[list[tuple[K, str]]]:
+    """For each chunk of ``(key, image)`` items, one ``generate`` call -> a list of ``(key, caption)``.
+
+    ``before_batch`` runs before each call (e.g. to honour Cancel); ``on_step`` at every decode step.
+    A model loaded with keep_loaded off is freed once the stream ends, not after every chunk.
+    """
+    min_pixels, max_pixels = pixel_budget(job.min_visual_tokens, job.max_visual_tokens)
+    try:
+        model, processor = bundle.model, bundle.processor
+        for chunk in chunked(items, job.batch_size):
+            if before_batch is not None:
+                before_batch()
+            keys = [key for key, _ in chunk]
+            conversations = [build_messages(job.prompt, [image]) for _, image in chunk]
+            try:
+                results = generate(model, processor, conversations, job.options, min_pixels=min_pixels,
+                                   max_pixels=max_pixels, on_step=on_step)
+            except torch.OutOfMemoryError as err:
+                unload(bundle.key)  # free what we can; the next run reloads the model
+                raise GenerationOOMError(
+                    f"batch_size: out of device memory while captioning {len(chunk)} images in one call; the model "
+                    "was unloaded to free memory. Lower batch_size (or max_visual_tokens / max_new_tokens), or "
+                    "load the model with quantization 4-bit.") from err
+            yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in zip(keys, results, strict=True)]
+    finally:
+        if not bundle.keep_loaded:
+            unload(bundle.key)
+
+
+def caption_images(bundle: ModelBundle, images: Sequence[Any], job: CaptionJob,
+                   on_step: Callable[[int], bool | None] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Caption images already in memory; returns one caption per image, in order.
+
+    ``on_progress(done, total)`` runs before every batch and once at the end (progress bar, Cancel).
+    """
+    total, done = len(images), 0
+    if not total:
+        return []
+    captions: list[str | None] = [None] * total
+
+    def before_batch() -> None:
+        if on_progress is not None:
+            on_progress(done, total)
+
+    for pairs in iter_captions(bundle, enumerate(images), job, on_step, before_batch):
+        for index, caption in pairs:
+            captions[index] = caption
+        done += len(pairs)
+    if on_progress is not None:
+        on_progress(done, total)
+    return [c for c in captions if c is not None]
+
+
+@dataclass
+class FolderSummary:
+    """What :func:`caption_files` did."""
+
+    captioned: int = 0
+    unreadable: list[Path] = field(default_factory=list)
+    report: SaveReport = field(default_factory=SaveReport)
+    seconds: float = 0.0
+
+
+def caption_files(bundle: ModelBundle, files: Sequence[Path], job: CaptionJob, policy: str = "skip",
+                  output_dir: str = "", extension: str = ".txt",
+                  on_progress: Callable[[int], None] | None = None,
+                  summary: FolderSummary | None = None) -> FolderSummary:
+    """Caption image files and write each caption as soon as its batch is done.
+
+    Files are read one chunk at a time (never the whole folder at once); unreadable files are
+    skipped, logged and counted. Targets are checked (writable, inside their folder, no clashes)
+    before the first token. ``on_progress(n)`` gets the number of files finished since its last call.
+    Pass ``summary`` to keep what was done if the run is interrupted (Ctrl-C).
+    """
+    start = time.perf_counter()
+    targets = dict(zip(files, plan_targets([str(f) for f in files], output_dir, extension), strict=True))
+    summary = summary if summary is not None else FolderSummary()
+    readable = ((path, pil_to_chw(image)) for path, image in iter_readable(files, summary.unreadable))
+    reported_unreadable = 0
+    try:
+        for pairs in iter_captions(bundle, readable, job):
+            for path, caption in pairs:
+                summary.report.add(write_caption(targets[path], caption, policy), targets[path])
+            summary.captioned += len(pairs)
+            if on_progress is not None:
+                on_progress(len(pairs) + len(summary.unreadable) - reported_unreadable)
+            reported_unreadable = len(summary.unreadable)
+    finally:
+        summary.seconds = time.perf_counter() - start
+    if on_progress is not None and len(summary.unreadable) > reported_unreadable:
+        on_progress(len(summary.unreadable) - reported_unreadable)
+    return summary

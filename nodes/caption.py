@@ -1,0 +1,208 @@
+"""Batch captioning nodes: Load Image Folder -> Batch Caption -> Save Captions.
+
+All three take and give ComfyUI lists (INPUT_IS_LIST / OUTPUT_IS_LIST), so images of different
+sizes travel one by one and captions stay paired with their image paths, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..loaders.batch import MAX_BATCH_SIZE, caption_images, make_job
+from ..utils.captions import POLICIES, STYLE_PROMPTS, STYLES, save_captions
+from ..utils.errors import InputError
+from ..utils.image_files import (
+    DEFAULT_EXTENSIONS,
+    SORT_ORDERS,
+    fit_pixels,
+    folder_fingerprint,
+    iter_readable,
+    list_image_files,
+    rgb_to_comfy,
+)
+from ..utils.images import check_image_batch, to_uint8_chw
+from ..utils.presets import PRESET_NAMES, PRESET_TOOLTIP, resolve_options
+from . import comfy_services as comfy
+from .loader import MODEL_TYPE
+
+logger = logging.getLogger(__name__)
+CAPTION_PRESETS = ["Greedy", *[p for p in PRESET_NAMES if p not in ("Greedy", "Custom")]]
+
+
+def _one(value, default=None):
+    """A widget value as INPUT_IS_LIST delivers it (a list of one) -> the value."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return default if value is None else value
+
+
+def _flatten_images(images) -> list:
+    """IMAGE batches and/or a list of IMAGEs of any sizes -> one uint8 [3, H, W] tensor per image, in order."""
+    batches = images if isinstance(images, list) else [images]
+    return [img for batch in batches for img in to_uint8_chw(check_image_batch(batch, "images")).unbind(0)]
+
+
+class Qwen3VLBatchCaption:
+    DESCRIPTION = ("Captions every image with Qwen3-VL: one caption per image, in input order, several images per "
+                   "generate call. Takes an IMAGE batch or a list of IMAGEs of different sizes (e.g. from Qwen3-VL "
+                   "Load Image Folder). Captions are one line each, with optional trigger words.")
+    CATEGORY = "Qwen3-VL/caption"
+    FUNCTION = "caption"
+    INPUT_IS_LIST = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("captions",)
+    OUTPUT_IS_LIST = (True,)
+    OUTPUT_TOOLTIPS = ("One caption per input image, in the same order (always a list, even for one image).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        styles = "; ".join(f"{k}: {v}" for k, v in STYLE_PROMPTS.items())
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "A model from Qwen3-VL Model Loader."}),
+                "images": ("IMAGE", {"tooltip": "Images to caption: an IMAGE batch, or a list of IMAGEs of any "
+                                                "sizes (e.g. Qwen3-VL Load Image Folder). Every image gets a caption."}),
+                "style": (list(STYLES), {"default": "training", "tooltip": "What to write. " + styles +
+                                         "; custom: only custom_prompt."}),
+                "batch_size": ("INT", {"default": 8, "min": 1, "max": MAX_BATCH_SIZE,
+                                       "tooltip": "Images per generate call. Higher is faster until memory runs out; "
+                                                  "captions are the same under Greedy."}),
+                "preset": (CAPTION_PRESETS, {"default": "Greedy", "tooltip": PRESET_TOOLTIP}),
+                "max_new_tokens": ("INT", {"default": 256, "min": 1, "max": 4096,
+                                           "tooltip": "Longest caption, in tokens (about 3/4 of a word each)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Sampling seed (ignored by Greedy); local to this node."}),
+                "prefix": ("STRING", {"default": "", "tooltip": "Put before every caption, e.g. a trigger word "
+                                      "'ohwx woman'; joined with ', '."}),
+                "suffix": ("STRING", {"default": "", "tooltip": "Put after every caption; joined with ', '."}),
+            },
+            "optional": {
+                "custom_prompt": ("STRING", {"multiline": True, "default": "",
+                                             "tooltip": "Extra instruction appended to the style's prompt; with "
+                                                        "style custom, the whole prompt."}),
+                "max_visual_tokens": ("INT", {"default": 1280, "min": 0, "max": 16384,
+                                              "tooltip": "Most visual tokens per image (1 token = 32x32 pixels); "
+                                                         "larger images are downscaled. 0 = model default."}),
+            },
+        }
+
+    def caption(self, model, images, style, batch_size, preset, max_new_tokens, seed, prefix, suffix,
+                custom_prompt=None, max_visual_tokens=None):
+        options = resolve_options(_one(preset), _one(max_new_tokens), _one(seed))
+        job = make_job(_one(style), options, _one(custom_prompt, ""), _one(batch_size), _one(prefix, ""),
+                       _one(suffix, ""), 0, _one(max_visual_tokens, 1280))
+        pixels = _flatten_images(images)
+        pbar = comfy.progress_bar(len(pixels)) if pixels else None
+
+        def progress(done: int, total: int) -> None:
+            comfy.check_interrupt()
+            if pbar is not None:
+                pbar.update_absolute(done, total)
+
+        captions = caption_images(_one(model), pixels, job, on_step=lambda _n: comfy.check_interrupt(),
+                                  on_progress=progress)
+        return (captions,)
+
+
+class Qwen3VLLoadImageFolder:
+    DESCRIPTION = ("Loads the images of a folder as a list (each image keeps its own size) with their file paths, "
+                   "for Qwen3-VL Batch Caption and Save Captions. EXIF rotation is applied; CMYK, palette, 16-bit "
+                   "and transparent images become RGB (transparency on white); unreadable files are skipped and "
+                   "logged. With skip_captioned, a re-run continues where the last one stopped.")
+    CATEGORY = "Qwen3-VL/caption"
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("images", "paths")
+    OUTPUT_IS_LIST = (True, True)
+    OUTPUT_TOOLTIPS = ("The images, one list item per file, each [1, H, W, 3] at its own size.",
+                       "The absolute path of each image, in the same order.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "directory": ("STRING", {"default": "", "tooltip": "Absolute path of the folder of images."}),
+                "recursive": ("BOOLEAN", {"default": False, "tooltip": "Also load images in subfolders "
+                                          "(hidden folders such as .git are skipped)."}),
+                "extensions": ("STRING", {"default": DEFAULT_EXTENSIONS,
+                                          "tooltip": "File extensions to load, comma-separated (case ignored)."}),
+                "sort": (list(SORT_ORDERS), {"default": "natural", "tooltip": "natural: img2 before img10; "
+                         "name: plain text order; modified: oldest file first."}),
+                "limit": ("INT", {"default": 0, "min": 0, "max": 1_000_000,
+                                  "tooltip": "Load at most this many images (0 = all). Every image is held in "
+                                             "memory, so caption big folders in slices."}),
+                "offset": ("INT", {"default": 0, "min": 0, "max": 1_000_000,
+                                   "tooltip": "Skip this many images first (after sorting and skip_captioned)."}),
+                "skip_captioned": ("BOOLEAN", {"default": True, "tooltip": "Leave out images that already have a "
+                                               "caption file (<stem>.txt beside them, or in caption_dir)."}),
+            },
+            "optional": {
+                "max_megapixels": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.1,
+                                             "tooltip": "Downscale larger images to this many megapixels on "
+                                                        "load to save memory (0 = keep full size)."}),
+                "caption_dir": ("STRING", {"default": "", "tooltip": "Where skip_captioned looks for captions; "
+                                           "empty = beside each image (set it to Save Captions' output_dir)."}),
+                "caption_extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension for "
+                                                 "skip_captioned (as in Save Captions)."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, directory, recursive=False, extensions=DEFAULT_EXTENSIONS, sort="natural", limit=0,
+                   offset=0, skip_captioned=True, caption_dir="", caption_extension=".txt", **_):
+        try:
+            files, _done = list_image_files(directory, recursive, extensions, sort, limit, offset, skip_captioned,
+                                            caption_dir, caption_extension)
+        except (InputError, OSError):
+            return float("nan")  # run the node so that it reports the problem
+        return folder_fingerprint(files, caption_dir, caption_extension)
+
+    def load(self, directory, recursive, extensions, sort, limit, offset, skip_captioned, max_megapixels=0.0,
+             caption_dir="", caption_extension=".txt"):
+        files, done = list_image_files(directory, recursive, extensions, sort, limit, offset, skip_captioned,
+                                       caption_dir, caption_extension)
+        unreadable = []
+        loaded = [(p, rgb_to_comfy(fit_pixels(im, int(max_megapixels * 1_000_000))))
+                  for p, im in iter_readable(files, unreadable)]
+        logger.info("loaded %d image(s) from %s (%d already captioned, left out)", len(loaded), directory, done)
+        if unreadable:
+            logger.warning("%d of %d file(s) unreadable, skipped: %s", len(unreadable), len(files),
+                           ", ".join(p.name for p in unreadable))
+        return ([t for _, t in loaded], [str(p) for p, _ in loaded])
+
+
+class Qwen3VLSaveCaptions:
+    DESCRIPTION = ("Writes each caption to <image stem><extension> (UTF-8, one line) beside its image or in "
+                   "output_dir, where LoRA trainers look for it. By default an existing caption file is never "
+                   "touched. Nothing is written outside the target folder. Shows a report.")
+    CATEGORY = "Qwen3-VL/caption"
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    INPUT_IS_LIST = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("report",)
+    OUTPUT_TOOLTIPS = ("What was written, appended and skipped, file by file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "captions": ("STRING", {"forceInput": True, "tooltip": "Captions from Qwen3-VL Batch Caption."}),
+                "paths": ("STRING", {"forceInput": True, "tooltip": "Image paths from Qwen3-VL Load Image Folder, "
+                                     "in the same order as the captions."}),
+                "policy": (list(POLICIES), {"default": "skip", "tooltip": "When a caption file exists: skip "
+                           "(keep it; hand-written captions are safe), overwrite, or append as a new line."}),
+                "extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension, e.g. .txt or "
+                                         ".caption."}),
+            },
+            "optional": {
+                "output_dir": ("STRING", {"default": "", "tooltip": "Folder for the caption files (created if "
+                                          "needed); empty = beside each image."}),
+            },
+        }
+
+    def save(self, captions, paths, policy, extension, output_dir=None):
+        report = save_captions(list(captions), list(paths), _one(policy), _one(output_dir, "") or "",
+                               _one(extension, ".txt"))
+        text = report.text()
+        return {"ui": {"text": [text]}, "result": (text,)}
