@@ -76,6 +76,8 @@ def test_interrupt_stops_within_one_decode_step(dense, monkeypatch):
         if state["flag"]:
             state["forwards_after_flag"] += 1
 
+    # no end-of-sequence token: random weights must not end the answer before Cancel is pressed
+    monkeypatch.setattr(dense.model.generation_config, "eos_token_id", None)
     handle = dense.model.register_forward_hook(count)
     try:
         with pytest.raises(FakeInterrupt):
