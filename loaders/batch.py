@@ -122,6 +122,33 @@ def caption_images(bundle: ModelBundle, images: Sequence[Any], job: CaptionJob,
     return [c for c in captions if c is not None]
 
 
+def progress_hooks(total: int, job: CaptionJob, update: Callable[[int, int], None] | None = None,
+                   check: Callable[[], None] | None = None):
+    """``(on_progress, on_step)`` for :func:`caption_images` that move one bar smoothly, image by image.
+
+    The bar counts ``total * max_new_tokens`` units: each finished image is ``max_new_tokens`` units and,
+    during a batch, each decode step advances every image of the batch by one. ``update(value, total)``
+    draws the bar (ComfyUI ``ProgressBar.update_absolute``); ``check()`` runs first at every call (Cancel).
+    """
+    steps = job.options.max_new_tokens
+    state = {"done": 0, "rows": 0}
+
+    def on_progress(done: int, _total: int) -> None:
+        if check is not None:
+            check()
+        state["done"], state["rows"] = done, min(job.batch_size, total - done)
+        if update is not None:
+            update(done * steps, total * steps)
+
+    def on_step(new_tokens: int) -> None:
+        if check is not None:
+            check()
+        if update is not None:
+            update(state["done"] * steps + state["rows"] * min(new_tokens, steps), total * steps)
+
+    return on_progress, on_step
+
+
 @dataclass
 class FolderSummary:
     """What :func:`caption_files` did."""

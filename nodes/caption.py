@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ..loaders.batch import MAX_BATCH_SIZE, caption_images, make_job
+from ..loaders.batch import MAX_BATCH_SIZE, caption_images, make_job, progress_hooks
 from ..utils.captions import POLICIES, STYLE_PROMPTS, STYLES, save_captions
 from ..utils.errors import InputError
 from ..utils.image_files import (
@@ -92,16 +92,10 @@ class Qwen3VLBatchCaption:
         job = make_job(_one(style), options, _one(custom_prompt, ""), _one(batch_size), _one(prefix, ""),
                        _one(suffix, ""), 0, _one(max_visual_tokens, 1280))
         pixels = _flatten_images(images)
-        pbar = comfy.progress_bar(len(pixels)) if pixels else None
-
-        def progress(done: int, total: int) -> None:
-            comfy.check_interrupt()
-            if pbar is not None:
-                pbar.update_absolute(done, total)
-
-        captions = caption_images(_one(model), pixels, job, on_step=lambda _n: comfy.check_interrupt(),
-                                  on_progress=progress)
-        return (captions,)
+        pbar = comfy.progress_bar(max(1, len(pixels) * options.max_new_tokens))
+        on_progress, on_step = progress_hooks(len(pixels), job, pbar.update_absolute if pbar else None,
+                                              comfy.check_interrupt)
+        return (caption_images(_one(model), pixels, job, on_step=on_step, on_progress=on_progress),)
 
 
 class Qwen3VLLoadImageFolder:

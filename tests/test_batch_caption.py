@@ -116,6 +116,21 @@ def test_interrupt_between_and_inside_batches(dense, spy):
     assert steps[-1] == 3 and len(spy) == 1  # the second call never returned
 
 
+def test_progress_moves_image_by_image_and_token_by_token(dense):
+    from qwen3vl_pack.loaders.batch import progress_hooks
+
+    images = [_chw(_pixels(i, (64, 64))) for i in range(5)]
+    job = _job(batch_size=2, tokens=4)
+    seen, checks = [], []
+    on_progress, on_step = progress_hooks(5, job, lambda v, t: seen.append((v, t)), lambda: checks.append(1))
+    assert len(caption_images(dense, images, job, on_step=on_step, on_progress=on_progress)) == 5
+    values = [v for v, _ in seen]
+    assert {t for _, t in seen} == {20} and values[0] == 0 and values[-1] == 20
+    assert values == sorted(values) and len(checks) == len(seen)
+    assert {8, 16} <= set(values)  # image boundaries: 2 and 4 images done
+    assert any(v % 4 for v in values)  # and steps inside a batch
+
+
 def test_keep_loaded_off_loads_once_and_frees_after_the_run(dense_path, monkeypatch, clean_cache):
     loads = []
     real = cache._load_from_disk
