@@ -15,17 +15,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-
 from ..utils.captions import SaveReport, build_caption_prompt, finish_caption, plan_targets, write_caption
-from ..utils.errors import GenerationOOMError, InputError
+from ..utils.errors import InputError
 from ..utils.image_files import iter_readable
 from ..utils.images import pil_to_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
 from .cache import ModelBundle, unload
 from .engine import generate
-from .tasks import pixel_budget
+from .tasks import pixel_budget, unload_on_oom
 
 logger = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -82,15 +80,11 @@ def iter_captions(bundle: ModelBundle, items: Iterable[tuple[K, Any]], job: Capt
                 before_batch()
             keys = [key for key, _ in chunk]
             conversations = [build_messages(job.prompt, [image]) for _, image in chunk]
-            try:
+            with unload_on_oom(bundle, f"{len(chunk)} images were captioned in one call: lower batch_size (or "
+                                       "max_visual_tokens / max_new_tokens), or load the model with quantization "
+                                       "4-bit.", input_name="batch_size"):
                 results = generate(model, processor, conversations, job.options, min_pixels=min_pixels,
                                    max_pixels=max_pixels, on_step=on_step)
-            except torch.OutOfMemoryError as err:
-                unload(bundle.key)  # free what we can; the next run reloads the model
-                raise GenerationOOMError(
-                    f"batch_size: out of device memory while captioning {len(chunk)} images in one call; the model "
-                    "was unloaded to free memory. Lower batch_size (or max_visual_tokens / max_new_tokens), or "
-                    "load the model with quantization 4-bit.") from err
             yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in zip(keys, results, strict=True)]
     finally:
         if not bundle.keep_loaded:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,20 +31,30 @@ def pixel_budget(min_visual_tokens: int = 0, max_visual_tokens: int = 0) -> tupl
     return (min_visual_tokens * TOKEN_PIXELS or None, max_visual_tokens * TOKEN_PIXELS or None)
 
 
+@contextmanager
+def unload_on_oom(bundle: ModelBundle, advice: str, input_name: str = ""):
+    """Turn a device out-of-memory error into a clear one, after unloading the model to free memory."""
+    try:
+        yield
+    except torch.OutOfMemoryError as err:
+        unload(bundle.key)  # free what we can; the next run reloads the model
+        head = f"{input_name}: " if input_name else ""
+        raise GenerationOOMError(
+            f"{head}out of device memory while generating ({str(err).splitlines()[0][:200]}). The model was "
+            f"unloaded to free memory. {advice}") from err
+
+
 def run_conversations(bundle: ModelBundle, conversations: list[list[dict]], options: GenerationOptions,
                       min_visual_tokens: int = 0, max_visual_tokens: int = 0, video_kwargs: dict | None = None,
                       on_step: Callable[[int], bool | None] | None = None) -> list[GenerationResult]:
     """Generate an answer for each conversation in one batch; free the model after if not kept."""
     min_pixels, max_pixels = pixel_budget(min_visual_tokens, max_visual_tokens)
     try:
-        return generate(bundle.model, bundle.processor, conversations, options, min_pixels=min_pixels,
-                        max_pixels=max_pixels, video_kwargs=video_kwargs, on_step=on_step)
-    except torch.OutOfMemoryError as err:
-        unload(bundle.key)  # free what we can; the next run reloads the model
-        raise GenerationOOMError(
-            f"out of device memory while generating ({str(err).splitlines()[0][:200]}). The model was unloaded "
-            "to free memory. Lower max_visual_tokens (images), max_frames or max_video_frame_tokens (video), "
-            "max_new_tokens or batch_size; or load with quantization 4-bit; or pick a smaller model.") from err
+        with unload_on_oom(bundle, "Lower max_visual_tokens (images), max_frames or max_video_frame_tokens "
+                                   "(video) or max_new_tokens; or load with quantization 4-bit; or pick a "
+                                   "smaller model."):
+            return generate(bundle.model, bundle.processor, conversations, options, min_pixels=min_pixels,
+                            max_pixels=max_pixels, video_kwargs=video_kwargs, on_step=on_step)
     finally:
         if not bundle.keep_loaded:
             unload(bundle.key)

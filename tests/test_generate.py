@@ -10,6 +10,7 @@ from PIL import Image
 from qwen3vl_pack.loaders import engine
 from qwen3vl_pack.loaders.tasks import ask
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
+from qwen3vl_pack.tests.spies import spy_prepare_inputs
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.presets import resolve_options
 
@@ -24,21 +25,8 @@ def _comfy_image(*pils) -> torch.Tensor:
     return torch.stack([torch.from_numpy(np.asarray(p, dtype=np.float32) / 255.0) for p in pils])
 
 
-def _spy_generate(monkeypatch):
-    calls = []
-    real = engine.prepare_inputs
-
-    def spy(*args, **kwargs):
-        inputs, counts = real(*args, **kwargs)
-        calls.append(inputs)
-        return inputs, counts
-
-    monkeypatch.setattr(engine, "prepare_inputs", spy)
-    return calls
-
-
 def test_every_image_of_a_batch_reaches_the_model(dense, monkeypatch):
-    calls = _spy_generate(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     image = _comfy_image(_pil(1), _pil(2), _pil(3))
     text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Compare these.", "Greedy", 8, 0, image=image)
     inputs = calls[0]
@@ -108,7 +96,7 @@ def test_text_only_and_system_prompt(dense):
 
 
 def test_visual_token_budget_bounds_the_grid(dense, monkeypatch):
-    calls = _spy_generate(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     image = _comfy_image(_pil(5, (512, 512)))
     node = Qwen3VLGenerate()
     node.generate(dense, "d", "Greedy", 1, 0, image=image, max_visual_tokens=16)

@@ -114,3 +114,19 @@ def test_trust_remote_code_is_off_by_default_and_warned_when_on(dense_path, capl
     with caplog.at_level(logging.WARNING):
         on = load_model(str(dense_path), device="cpu", trust_remote_code=True)
     assert on.key != default.key and "trust_remote_code is ON" in caplog.text
+
+
+def test_oom_in_batch_captioning_names_batch_size_and_unloads(dense_path, monkeypatch):
+    from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption
+
+    bundle = load_model(str(dense_path), device="cpu")
+    cls = type(bundle.model)
+
+    def oom(self, *a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    monkeypatch.setattr(cls, "generate", oom)
+    with pytest.raises(GenerationOOMError) as err:
+        Qwen3VLBatchCaption().caption([bundle], [_image(), _image()], ["short"], [2], ["Greedy"], [8], [0], [""], [""])
+    assert str(err.value).startswith("batch_size: out of device memory") and "lower batch_size" in str(err.value)
+    assert bundle.key not in MODEL_CACHE

@@ -11,8 +11,8 @@ import re
 import pytest
 import torch
 
-from qwen3vl_pack.loaders import engine
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
+from qwen3vl_pack.tests.spies import spy_prepare_inputs
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.messages import Chat, build_messages, check_chat
 from qwen3vl_pack.utils.video import VideoSampling, frame_size, prepare_video, sample_indices, video_sampling
@@ -23,20 +23,6 @@ STAMP = re.compile(r"<(\d+\.\d) seconds>")
 def _frames(n: int, h: int = 64, w: int = 96, seed: int = 0) -> torch.Tensor:
     """A ComfyUI frame batch: float32 [T, H, W, 3] in 0..1."""
     return torch.rand(n, h, w, 3, generator=torch.Generator().manual_seed(seed))
-
-
-def _spy(monkeypatch) -> list:
-    """Record the processor output of every generation (the real function still runs)."""
-    calls = []
-    real = engine.prepare_inputs
-
-    def spy(*args, **kwargs):
-        inputs, counts = real(*args, **kwargs)
-        calls.append(inputs)
-        return inputs, counts
-
-    monkeypatch.setattr(engine, "prepare_inputs", spy)
-    return calls
 
 
 def _stamps(info: str) -> list[float]:
@@ -92,7 +78,7 @@ def test_prepare_video_keeps_pixels_when_no_resize_is_needed():
 
 
 def test_two_second_clip_timestamps_span_the_clip(dense, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     text, _, info, chat = _run(dense, video=_frames(60), video_fps=30.0, sample_fps=2.0)
     stamps = _stamps(info)
     # indices [0, 20, 39, 59] at 30 fps, averaged per pair of frames (the processor's rule)
@@ -104,7 +90,7 @@ def test_two_second_clip_timestamps_span_the_clip(dense, monkeypatch):
 
 
 def test_long_clip_with_few_frames_reaches_the_end(dense, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     _, _, info, _ = _run(dense, video=_frames(300, 32, 32), video_fps=30.0, sample_fps=2.0, max_frames=8)
     stamps = _stamps(info)
     assert 1 <= len(stamps) <= 4 and stamps[-1] > 7.0
@@ -120,7 +106,7 @@ def test_non_integer_fps_gives_true_times(dense):
 
 
 def test_single_frame_video_runs(dense, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     text, _, info, _ = _run(dense, video=_frames(1), video_fps=25.0)
     assert _stamps(info) == [0.0]
     assert calls[0]["video_grid_thw"].tolist() == [[1, 4, 6]]
@@ -130,7 +116,7 @@ def test_single_frame_video_runs(dense, monkeypatch):
 
 
 def test_full_hd_frames_are_cut_to_the_budget(dense, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     frames = _frames(4, 1080, 1920)
     _run(dense, video=frames, video_fps=2.0, max_video_frame_tokens=64)
     _run(dense, video=frames, video_fps=2.0, max_video_frame_tokens=256)
@@ -144,7 +130,7 @@ def test_full_hd_frames_are_cut_to_the_budget(dense, monkeypatch):
 
 
 def test_video_and_two_images_in_one_turn(dense, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     images = _frames(2, 64, 64, seed=3)
     _, _, info, chat = _run(dense, "Compare.", image=images, video=_frames(8), video_fps=4.0)
     inputs = calls[0]
@@ -165,7 +151,7 @@ def _snapshot(chat: Chat):
 
 
 def test_continued_chat_keeps_question_answer_images_and_system(dense, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_prepare_inputs(monkeypatch)
     image = _frames(1, 64, 96, seed=7)
     text1, _, info1, chat1 = _run(dense, "First question?", image=image, system_prompt="Be brief.")
     before = _snapshot(chat1)
