@@ -19,6 +19,7 @@ import torch
 
 from qwen3vl_pack.loaders.cache import MODEL_CACHE, load_model
 from qwen3vl_pack.loaders.download import download_model
+from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder, Qwen3VLSaveCaptions
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.nodes.grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
@@ -64,6 +65,20 @@ def _broken_copy(src: Path, dst: Path, how: str) -> Path:
     return dst
 
 
+def _folder(path):
+    return Qwen3VLLoadImageFolder().load([str(path)], [False], [".png,.jpg"], ["natural"], [0], [0], [False])
+
+
+def _empty_dir(path: Path) -> Path:
+    path.mkdir()
+    (path / "notes.txt").write_text("not an image", encoding="utf-8")
+    return path
+
+
+def _save(captions, paths, output_dir="", extension=".txt"):
+    return Qwen3VLSaveCaptions().save(captions, [str(x) for x in paths], ["skip"], [extension], [output_dir])
+
+
 # (case id, callable(model, dense_path, tmp_path), error type, input name)
 REFUSED = [
     ("image_5_channels", lambda m, p, t: _gen(m, image=_img(c=5)), InputError, "image"),
@@ -103,6 +118,15 @@ REFUSED = [
     ("grounding_text_for_wrong_batch", lambda m, p, t: Qwen3VLParseGrounding().parse(
         "=== image 1 ===\n[]\n=== image 2 ===\n[]", _img(b=3), "qwen3"), InputError, "text"),
     ("download_bad_repo_id", lambda m, p, t: download_model("../../etc", t), InputError, "repo_id"),
+    ("caption_folder_missing", lambda m, p, t: _folder(t / "nope"), InputError, "directory"),
+    ("caption_folder_without_images", lambda m, p, t: _folder(_empty_dir(t / "empty")), InputError, "directory"),
+    ("caption_batch_size_0", lambda m, p, t: Qwen3VLBatchCaption().caption(
+        [m], [_img()], ["short"], [0], ["Greedy"], [4], [0], [""], [""]), InputError, "batch_size"),
+    ("captions_and_paths_lengths_differ", lambda m, p, t: _save(["a", "b"], [t / "x.png"]), InputError, "paths"),
+    ("caption_output_dir_unwritable", lambda m, p, t: _save(["a"], [t / "x.png"], output_dir="/proc/qwen3vl-test"),
+     InputError, "output_dir"),
+    ("caption_extension_escapes_folder", lambda m, p, t: _save(["a"], [t / "x.png"], extension="../x"), InputError,
+     "extension"),
 ]
 
 
@@ -192,9 +216,10 @@ def _cli(*args):
     (["ask", "--image", "/nonexistent.png", "hi"], "--image: cannot read"),
     (["ask", "--max-new-tokens", "0", "hi"], "max_new_tokens: must be"),
     (["ask", "--preset", "Custom", "--temperature", "0", "hi"], "temperature: must be > 0"),
+    (["caption", "/nonexistent/folder"], "directory: folder"),
 ])
 def test_cli_bad_input_exits_2_with_the_option_named(args, needle, dense_path):
-    if args[1] not in ("--model",):
+    if "--model" not in args:
         args = args[:1] + ["--model", str(dense_path)] + args[1:]
     out = _cli(*args)
     assert out.returncode == 2, out.stderr
