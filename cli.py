@@ -111,16 +111,16 @@ def options_from_args(args):
 
 
 def read_image(path: str):
-    from PIL import Image, ImageOps
-
+    """An image file as the nodes' folder loader reads it (EXIF, CMYK/16-bit/alpha -> RGB on white)."""
     from .utils.errors import InputError
+    from .utils.image_files import READ_ERRORS, read_rgb
     from .utils.images import pil_to_chw
 
     try:
-        with Image.open(path) as im:
-            return pil_to_chw(ImageOps.exif_transpose(im))
-    except (OSError, ValueError) as err:
+        image = read_rgb(path)
+    except READ_ERRORS as err:
         raise InputError("--image", f"cannot read {path!r} ({err}).", "Give an existing image file.") from err
+    return pil_to_chw(image, "--image")
 
 
 def cmd_ask(args) -> int:

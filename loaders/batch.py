@@ -21,7 +21,7 @@ from ..utils.image_files import iter_readable
 from ..utils.images import pil_to_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
-from .cache import ModelBundle, unload
+from .cache import ModelBundle, release_after_run
 from .engine import generate
 from .tasks import pixel_budget, unload_on_oom
 
@@ -87,8 +87,7 @@ def iter_captions(bundle: ModelBundle, items: Iterable[tuple[K, Any]], job: Capt
                                    max_pixels=max_pixels, on_step=on_step)
             yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in zip(keys, results, strict=True)]
     finally:
-        if not bundle.keep_loaded:
-            unload(bundle.key)
+        release_after_run(bundle)
 
 
 def caption_images(bundle: ModelBundle, images: Sequence[Any], job: CaptionJob,

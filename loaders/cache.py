@@ -41,6 +41,7 @@ class _Entry:
     model: object
     processor: object
     bundle: ModelBundle
+    kept: bool = False  # some loader asked to keep this model loaded: runs of others do not free it
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ModelBundle:
 
 MODEL_CACHE: dict[CacheKey, _Entry] = {}
 _LOCK = threading.RLock()
+_LOAD_HOOKS: list[Callable[[CacheKey, int], None]] = []
 
 
 def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
@@ -91,20 +93,42 @@ def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "aut
 
 def load_model(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
                quantization: str = "none", device: str = "auto", keep_loaded: bool = True,
-               input_name: str = "model", before_load: Callable[[CacheKey, int], None] | None = None,
-               trust_remote_code: bool = False) -> ModelBundle:
+               input_name: str = "model", trust_remote_code: bool = False) -> ModelBundle:
     """Load (or take from the cache) a Qwen3-VL model and its processor.
 
-    ``before_load(key, weight_bytes)`` runs only on a cache miss, before reading weights (ComfyUI
-    uses it to free VRAM held by its own models).
+    A cache hit returns the same objects without reading the weights again (the folder's
+    config.json is still read to resolve the key).
     """
     key = make_key(model, search_dirs, dtype, attention, quantization, device, input_name, trust_remote_code)
-    if before_load is not None and not _is_cached(key):
-        before_load(key, weight_bytes(key.path))
-    entry = _acquire(key, keep_loaded)
+    entry = _acquire(key, keep_loaded, input_name)
     if entry.bundle.keep_loaded == keep_loaded:
         return entry.bundle
     return ModelBundle(key, keep_loaded)
+
+
+def add_load_hook(hook: Callable[[CacheKey, int], None]) -> None:
+    """Run ``hook(key, weight_bytes)`` before every load from disk, reloads included (ComfyUI uses it to
+    free VRAM held by its own models). Adding the same hook twice has no effect."""
+    with _LOCK:
+        if hook not in _LOAD_HOOKS:
+            _LOAD_HOOKS.append(hook)
+
+
+def remove_load_hook(hook: Callable[[CacheKey, int], None]) -> None:
+    with _LOCK:
+        if hook in _LOAD_HOOKS:
+            _LOAD_HOOKS.remove(hook)
+
+
+def release_after_run(bundle: ModelBundle) -> None:
+    """After a run: free the model if its loader said keep_loaded off and no other loader keeps it."""
+    if bundle.keep_loaded:
+        return
+    with _LOCK:
+        entry = MODEL_CACHE.get(bundle.key)
+        if entry is None or entry.kept:
+            return
+    unload(bundle.key)
 
 
 def _is_cached(key: CacheKey) -> bool:
@@ -117,21 +141,26 @@ def weight_bytes(path: str) -> int:
     return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
 
 
-def _acquire(key: CacheKey, keep_loaded: bool = True) -> _Entry:
+def _acquire(key: CacheKey, keep_loaded: bool = True, input_name: str = "model") -> _Entry:
     with _LOCK:
         entry = MODEL_CACHE.get(key)
         if entry is not None:
             logger.debug("model cache hit: %s", key)
-            return entry
-        logger.debug("model cache miss: %s", key)
-        model, processor = _load_from_disk(key)
-        entry = _Entry(model, processor, ModelBundle(key, keep_loaded))
-        MODEL_CACHE[key] = entry
+        else:
+            logger.debug("model cache miss: %s", key)
+            size = weight_bytes(key.path)
+            for hook in list(_LOAD_HOOKS):
+                hook(key, size)
+            model, processor = _load_from_disk(key, input_name)
+            entry = _Entry(model, processor, ModelBundle(key, keep_loaded))
+            MODEL_CACHE[key] = entry
+        entry.kept = entry.kept or keep_loaded
         return entry
 
 
-def _load_from_disk(key: CacheKey):
+def _load_from_disk(key: CacheKey, input_name: str = "model"):
     import transformers
+    from safetensors import SafetensorError
     from transformers import AutoProcessor
 
     from .compat import dtype_kwarg
@@ -151,29 +180,29 @@ def _load_from_disk(key: CacheKey):
         processor = AutoProcessor.from_pretrained(key.path, local_files_only=True,
                                                   trust_remote_code=key.trust_remote_code)
     except (OSError, ValueError, TypeError, KeyError) as err:
-        raise ModelLoadError("model", f"the processor/tokenizer files in {key.path!r} cannot be loaded ({err}).",
+        raise ModelLoadError(input_name, f"the processor/tokenizer files in {key.path!r} cannot be loaded ({err}).",
                              "A Qwen3-VL folder needs tokenizer.json (or vocab.json + merges.txt), "
                              "tokenizer_config.json and preprocessor_config.json/processor_config.json; "
                              "re-download the missing files.") from err
     try:
         model = cls.from_pretrained(key.path, **kwargs).eval()
-    except (OSError, ValueError) as err:
-        raise ModelLoadError("model", f"the weights in {key.path!r} cannot be loaded ({err}).",
+    except (OSError, ValueError, SafetensorError) as err:
+        raise ModelLoadError(input_name, f"the weights in {key.path!r} cannot be loaded ({err}).",
                              "Re-download the model, or try another dtype/quantization.") from err
-    _check_vision_tokens(model, processor, key.path)
+    _check_vision_tokens(model, processor, key.path, input_name)
     logger.info("loaded %s from %s (%s, %s, %s, %s) in %.2f s", cls.__name__, Path(key.path).name,
                 key.dtype, key.attention, key.quantization, key.device, time.perf_counter() - start)
     return model, processor
 
 
-def _check_vision_tokens(model, processor, path: str) -> None:
+def _check_vision_tokens(model, processor, path: str, input_name: str = "model") -> None:
     """The tokenizer's vision tokens must be the ids the model was trained with."""
     tok = processor.tokenizer
     for attr, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>")):
         expected = getattr(model.config, attr, None)
         found = tok.convert_tokens_to_ids(token)
         if expected is not None and found != expected:
-            raise ModelLoadError("model", f"the tokenizer in {path!r} maps {token} to {found}, but config.json "
+            raise ModelLoadError(input_name, f"the tokenizer in {path!r} maps {token} to {found}, but config.json "
                                  f"says {attr} = {expected}: tokenizer and weights do not belong together.",
                                  "Use the tokenizer files that came with this model.")
 

@@ -13,7 +13,7 @@ from ..utils.errors import GenerationOOMError, InputError
 from ..utils.messages import Chat, build_messages, check_chat, extend_chat
 from ..utils.presets import GenerationOptions
 from ..utils.video import VideoSampling, describe_video, prepare_video
-from .cache import ModelBundle, unload
+from .cache import ModelBundle, release_after_run, unload
 from .engine import GenerationResult, generate
 
 logger = logging.getLogger(__name__)
@@ -31,17 +31,23 @@ def pixel_budget(min_visual_tokens: int = 0, max_visual_tokens: int = 0) -> tupl
     return (min_visual_tokens * TOKEN_PIXELS or None, max_visual_tokens * TOKEN_PIXELS or None)
 
 
+# torch >= 2.5 has torch.OutOfMemoryError (CUDA and MPS); older ComfyUI installs only the CUDA one.
+OOM_ERRORS = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
+
+
 @contextmanager
 def unload_on_oom(bundle: ModelBundle, advice: str, input_name: str = ""):
     """Turn a device out-of-memory error into a clear one, after unloading the model to free memory."""
+    failure = None
     try:
         yield
-    except torch.OutOfMemoryError as err:
-        unload(bundle.key)  # free what we can; the next run reloads the model
+    except OOM_ERRORS as err:
+        failure = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    if failure is not None:  # outside the except block: generate()'s frames (model, inputs) are gone
+        unload(bundle.key)  # the next run reloads the model
         head = f"{input_name}: " if input_name else ""
-        raise GenerationOOMError(
-            f"{head}out of device memory while generating ({str(err).splitlines()[0][:200]}). The model was "
-            f"unloaded to free memory. {advice}") from err
+        raise GenerationOOMError(f"{head}out of device memory while generating ({failure}). The model was "
+                                 f"unloaded to free memory. {advice}")
 
 
 def run_conversations(bundle: ModelBundle, conversations: list[list[dict]], options: GenerationOptions,
@@ -56,8 +62,7 @@ def run_conversations(bundle: ModelBundle, conversations: list[list[dict]], opti
             return generate(bundle.model, bundle.processor, conversations, options, min_pixels=min_pixels,
                             max_pixels=max_pixels, video_kwargs=video_kwargs, on_step=on_step)
     finally:
-        if not bundle.keep_loaded:
-            unload(bundle.key)
+        release_after_run(bundle)
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,9 @@ def converse(bundle: ModelBundle, prompt: str, options: GenerationOptions, image
     how to sample it. The returned chat holds the whole conversation including this answer; ``chat`` itself
     is left unchanged.
     """
+    pixel_budget(min_visual_tokens, max_visual_tokens)  # checked before any model or video work
     if chat is not None:
-        check_chat(chat)  # before any video work
+        check_chat(chat)
     item = None
     if video is not None:
         if video_sampling is None:

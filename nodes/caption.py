@@ -1,7 +1,8 @@
 """Batch captioning nodes: Load Image Folder -> Batch Caption -> Save Captions.
 
-All three take and give ComfyUI lists (INPUT_IS_LIST / OUTPUT_IS_LIST), so images of different
-sizes travel one by one and captions stay paired with their image paths, in order.
+Load Image Folder gives ComfyUI lists (OUTPUT_IS_LIST); Batch Caption and Save Captions take them
+(INPUT_IS_LIST), so images of different sizes travel one by one and captions stay paired with their
+image paths, in order.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _one(value, default=None):
 def _flatten_images(images) -> list:
     """IMAGE batches and/or a list of IMAGEs of any sizes -> one uint8 [3, H, W] tensor per image, in order."""
     batches = images if isinstance(images, list) else [images]
-    return [img for batch in batches for img in to_uint8_chw(check_image_batch(batch, "images")).unbind(0)]
+    return [img for batch in batches for img in to_uint8_chw(check_image_batch(batch, "images"), "images").unbind(0)]
 
 
 class Qwen3VLBatchCaption:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ..loaders.cache import unload_all
+from ..loaders.cache import add_load_hook, unload_all
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,16 @@ def _hook_unload_all_models() -> None:
     model_management.unload_all_models = unload_all_models
 
 
-if model_management is not None:
-    _hook_unload_all_models()
+def install_hooks() -> None:
+    """Called by the loader node before its first load (nothing is changed at import): the /free hook
+    above and a load hook that frees ComfyUI's VRAM before every load from disk, reloads included."""
+    if model_management is not None:
+        _hook_unload_all_models()
+        add_load_hook(_free_before_load)
+
+
+def _free_before_load(key, weight_bytes: int) -> None:
+    free_device_memory(int(weight_bytes * 1.2), key.device)
 
 
 def free_device_memory(bytes_needed: int, device: str) -> None:

@@ -54,12 +54,12 @@ class Qwen3VLModelLoader:
     def load(self, model, dtype, attention, quantization, device, keep_loaded, model_path="",
              trust_remote_code=False):
         chosen, name = (model_path.strip(), "model_path") if model_path and model_path.strip() else (model, "model")
+        comfy.install_hooks()
         if device == "auto":
             device = comfy.default_device()
         if chosen == comfy.NO_MODELS:
             chosen = ""
         bundle = load_model(chosen, comfy.llm_dirs(), dtype=dtype, attention=attention,
                             quantization=quantization, device=device, keep_loaded=keep_loaded, input_name=name,
-                            before_load=lambda key, size: comfy.free_device_memory(int(size * 1.2), key.device),
                             trust_remote_code=trust_remote_code)
         return (bundle,)

@@ -66,7 +66,7 @@ def _broken_copy(src: Path, dst: Path, how: str) -> Path:
 
 
 def _folder(path):
-    return Qwen3VLLoadImageFolder().load([str(path)], [False], [".png,.jpg"], ["natural"], [0], [0], [False])
+    return Qwen3VLLoadImageFolder().load(str(path), False, ".png,.jpg", "natural", 0, 0, False)
 
 
 def _empty_dir(path: Path) -> Path:
@@ -85,6 +85,9 @@ REFUSED = [
     ("image_empty_batch", lambda m, p, t: _gen(m, image=_img(b=0)), InputError, "image"),
     ("image_nan", lambda m, p, t: _gen(m, image=_img().fill_(float("nan"))), InputError, "image"),
     ("image_inf", lambda m, p, t: _gen(m, image=_img().fill_(float("inf"))), InputError, "image"),
+    ("image_too_elongated", lambda m, p, t: _gen(m, image=_img(h=3, w=5000)), InputError, "image"),
+    ("grounding_image_too_elongated", lambda m, p, t: Qwen3VLGrounding().ground(
+        m, _img(h=5000, w=3), "cat", "boxes", 8, "Greedy", 0), InputError, "image"),
     ("prompt_empty_no_image", lambda m, p, t: _gen(m, prompt="  "), InputError, "prompt"),
     ("max_new_tokens_0", lambda m, p, t: _gen(m, max_new_tokens=0), InputError, "max_new_tokens"),
     ("max_new_tokens_past_context", lambda m, p, t: _gen(m, max_new_tokens=10**6), InputError, "max_new_tokens"),
@@ -197,6 +200,15 @@ def test_accepted_grounding_text_without_json(model, caplog):
     assert json.loads(js) and caplog.text
 
 
+def test_accepted_folder_skips_too_elongated_files(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (5000, 3)).save(tmp_path / "strip.png")
+    Image.new("RGB", (64, 48)).save(tmp_path / "ok.png")
+    images, paths = _folder(tmp_path)
+    assert [Path(p).name for p in paths] == ["ok.png"] and images[0].shape == (1, 48, 64, 3)
+
+
 def test_chat_is_not_mutated_by_a_refused_follow_up(model):
     first = _gen(model, image=_img(), prompt="What is this?")[3]
     assert isinstance(first, Chat)
@@ -217,6 +229,7 @@ def _cli(*args):
     (["ask", "--max-new-tokens", "0", "hi"], "max_new_tokens: must be"),
     (["ask", "--preset", "Custom", "--temperature", "0", "hi"], "temperature: must be > 0"),
     (["caption", "/nonexistent/folder"], "directory: folder"),
+    (["ask", "--image", str(ROOT / "tests" / "assets" / "strip.png"), "hi"], "--image: a 2000x4 image is too elongated"),
 ])
 def test_cli_bad_input_exits_2_with_the_option_named(args, needle, dense_path):
     if "--model" not in args:

@@ -134,7 +134,7 @@ def test_progress_moves_image_by_image_and_token_by_token(dense):
 def test_keep_loaded_off_loads_once_and_frees_after_the_run(dense_path, monkeypatch, clean_cache):
     loads = []
     real = cache._load_from_disk
-    monkeypatch.setattr(cache, "_load_from_disk", lambda key: loads.append(key) or real(key))
+    monkeypatch.setattr(cache, "_load_from_disk", lambda key, *a: loads.append(key) or real(key, *a))
     bundle = cache.load_model(str(dense_path), [], dtype="fp32", attention="sdpa", device="cpu", keep_loaded=False)
     images = [_chw(_pixels(i, (64, 64))) for i in range(5)]
     assert len(caption_images(bundle, images, _job(batch_size=2))) == 5

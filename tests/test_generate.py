@@ -140,7 +140,7 @@ def test_moe_generates(moe_path):
     assert "generated tokens: " in info and isinstance(text, str)
 
 
-def test_keep_loaded_off_frees_after_run(dense_path):
+def test_keep_loaded_off_frees_after_run(dense_path, clean_cache):
     from qwen3vl_pack.loaders.cache import MODEL_CACHE, load_model
 
     bundle = load_model(str(dense_path), device="cpu", keep_loaded=False)

@@ -49,12 +49,58 @@ def test_comfy_unload_all_models_also_frees_pack_cache(dense_path, monkeypatch):
     assert fake_mm.unload_all_models._qwen3vl_hooked
 
 
-def test_before_load_runs_only_on_a_miss_with_weight_size(dense_path):
+def test_load_hook_runs_before_every_load_from_disk_reloads_included(dense_path):
     seen = []
-    load_model(str(dense_path), device="cpu", before_load=lambda key, size: seen.append((key.device, size)))
-    load_model(str(dense_path), device="cpu", before_load=lambda key, size: seen.append((key.device, size)))
+
+    def hook(key, size):
+        seen.append((key.device, size))
+
+    cache.add_load_hook(hook)
+    cache.add_load_hook(hook)  # once only
+    try:
+        bundle = load_model(str(dense_path), device="cpu")
+        load_model(str(dense_path), device="cpu")  # hit: no load
+        cache.unload(bundle.key)
+        assert bundle.model is not None  # a reload (e.g. after Unload Models) runs the hook too
+    finally:
+        cache.remove_load_hook(hook)
     expected = sum(p.stat().st_size for p in dense_path.glob("*.safetensors"))
-    assert seen == [("cpu", expected)] and expected > 0
+    assert seen == [("cpu", expected)] * 2 and expected > 0
+
+
+def test_keep_loaded_wins_over_a_loader_that_frees(dense_path):
+    from qwen3vl_pack.loaders.tasks import ask
+    from qwen3vl_pack.utils.presets import resolve_options
+
+    kept = load_model(str(dense_path), device="cpu", keep_loaded=True)
+    freeing = load_model(str(dense_path), device="cpu", keep_loaded=False)
+    ask(freeing, "hi", resolve_options("Greedy", 2))
+    assert kept.key in MODEL_CACHE  # the other graph branch still has its model
+
+
+def test_loader_node_installs_comfy_hooks_on_first_load_not_at_import(dense_path, monkeypatch):
+    from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
+
+    calls = []
+    fake_mm = types.SimpleNamespace(unload_all_models=lambda: calls.append("comfy"), free_memory=None,
+                                    get_torch_device=lambda: types.SimpleNamespace(type="cpu"))
+    monkeypatch.setattr(comfy_services, "model_management", fake_mm)
+    assert not getattr(fake_mm.unload_all_models, "_qwen3vl_hooked", False)
+    try:
+        Qwen3VLModelLoader().load("", "fp32", "sdpa", "none", "cpu", True, model_path=str(dense_path))
+        assert fake_mm.unload_all_models._qwen3vl_hooked
+        assert comfy_services._free_before_load in cache._LOAD_HOOKS
+    finally:
+        cache.remove_load_hook(comfy_services._free_before_load)
+
+
+def test_free_device_memory_asks_comfyui_on_cuda(monkeypatch):
+    calls = []
+    monkeypatch.setattr(comfy_services, "model_management", types.SimpleNamespace(
+        free_memory=lambda size, dev: calls.append((size, dev)), get_torch_device=lambda: "cuda:0"))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    comfy_services.free_device_memory(10**9, "cuda")
+    assert calls == [(10**9, "cuda:0")]
 
 
 def test_free_device_memory_is_a_noop_on_cpu(monkeypatch):

@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import InputError
+from .images import MAX_ASPECT
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,8 @@ def iter_readable(paths: Iterable[Path], skipped: list[Path] | None = None) -> I
     for path in paths:
         try:
             image = read_rgb(path)
+            if max(image.size) > MAX_ASPECT * max(1, min(image.size)):
+                raise ValueError(f"{image.width}x{image.height} is too elongated for Qwen3-VL (over {MAX_ASPECT}:1)")
         except READ_ERRORS as err:
             logger.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
             if skipped is not None:

@@ -15,6 +15,14 @@ import torch
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
+MAX_ASPECT = 200  # Qwen's image/video processors refuse anything more elongated than 200:1
+
+
+def check_aspect(height: int, width: int, input_name: str = "image", what: str = "image") -> None:
+    """Refuse sizes the processor cannot take (aspect ratio over 200:1) with an error naming the input."""
+    if max(height, width) > MAX_ASPECT * max(1, min(height, width)):
+        raise InputError(input_name, f"a {width}x{height} {what} is too elongated for Qwen3-VL (aspect ratio "
+                         f"over {MAX_ASPECT}:1).", "Crop or pad it closer to a normal aspect ratio first.")
 
 
 def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
@@ -55,8 +63,9 @@ def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
     return image
 
 
-def to_uint8_chw(image: torch.Tensor) -> torch.Tensor:
-    """float ``[B, H, W, 3]`` 0..1 (already checked) -> uint8 ``[B, 3, H, W]`` on the CPU."""
+def to_uint8_chw(image: torch.Tensor, input_name: str = "image") -> torch.Tensor:
+    """float ``[B, H, W, 3]`` 0..1 (already checked) -> uint8 ``[B, 3, H, W]`` on the CPU, for the processor."""
+    check_aspect(int(image.shape[1]), int(image.shape[2]), input_name)
     if image.dtype == torch.uint8:
         out = image
     else:
@@ -67,12 +76,13 @@ def to_uint8_chw(image: torch.Tensor) -> torch.Tensor:
 
 def image_batch_to_list(image, input_name: str = "image") -> list[torch.Tensor]:
     """A ComfyUI IMAGE batch -> list of uint8 ``[3, H, W]`` tensors, in batch order."""
-    return list(to_uint8_chw(check_image_batch(image, input_name)).unbind(0))
+    return list(to_uint8_chw(check_image_batch(image, input_name), input_name).unbind(0))
 
 
-def pil_to_chw(pil_image) -> torch.Tensor:
+def pil_to_chw(pil_image, input_name: str = "image") -> torch.Tensor:
     """A PIL image -> uint8 ``[3, H, W]`` (RGB)."""
     import numpy as np
 
+    check_aspect(pil_image.height, pil_image.width, input_name)
     arr = np.asarray(pil_image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()

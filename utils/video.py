@@ -21,12 +21,11 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
-from .images import check_image_batch
+from .images import check_aspect, check_image_batch
 
 TOKEN_SIDE = 32  # one visual token covers 32x32 pixels (patch 16, spatial merge 2)
 TEMPORAL_PATCH = 2  # frames per temporal group (one timestamp each)
 CHUNK_FRAMES = 8  # frames converted at once: bounds the float working set
-MAX_ASPECT = 200  # the processor refuses frames more elongated than this
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,7 @@ def sample_indices(total: int, video_fps: float, sample_fps: float, max_frames: 
 def frame_size(height: int, width: int, max_tokens: int, factor: int = TOKEN_SIDE,
                input_name: str = "video") -> tuple[int, int]:
     """``(height, width)`` in multiples of ``factor`` with at most ``max_tokens`` tokens of ``factor``²."""
-    if max(height, width) / min(height, width) > MAX_ASPECT:
-        raise InputError(input_name, f"frames of {width}x{height} are too elongated (aspect ratio over "
-                         f"{MAX_ASPECT}).", "Crop or pad the frames closer to a normal aspect ratio.")
+    check_aspect(height, width, input_name, "video frame")
     h, w = float(height), float(width)
     if h < factor or w < factor:
         scale = max(factor / h, factor / w)
