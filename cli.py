@@ -148,11 +148,23 @@ def cmd_caption(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .utils.errors import Qwen3VLError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return {"ask": cmd_ask, "caption": cmd_caption}[args.command](args)
     except Qwen3VLError as err:
-        logger.error("%s", err)
+        logger.error("%s", cli_message(err, parser, args.command))
         return 2
+
+
+def cli_message(err: Exception, parser: argparse.ArgumentParser, command: str) -> str:
+    """An error from the shared engine names node inputs (``max_new_tokens: ...``); say the option instead."""
+    text, name = str(err), getattr(err, "input_name", "")
+    flag = "--" + name.replace("_", "-")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    options = {opt for action in sub._actions for opt in action.option_strings}
+    if name and flag in options and text.startswith(name + ":"):
+        return flag + text[len(name):]
+    return text

@@ -31,19 +31,23 @@ def check_repo_id(repo_id: str, input_name: str = "repo_id") -> str:
 
 
 def is_complete(folder: Path) -> bool:
-    """config.json, tokenizer and every safetensors shard listed in the index are present."""
-    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+    """A loadable Qwen3-VL folder (the loader's own checks) with every shard its index lists."""
+    if not folder.is_dir():
         return False
-    if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file()):
+    try:
+        read_family(folder)
+        check_weights(folder)
+        check_tokenizer_files(folder)
+    except ModelLoadError:
         return False
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
-        except (OSError, json.JSONDecodeError):
-            return False
-        return all((folder / s).is_file() for s in shards)
-    return True
+    if not index.is_file():
+        return True
+    try:
+        shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return all((folder / s).is_file() for s in shards)
 
 
 def download_model(repo_id: str, models_dir: str | Path, revision: str | None = None,

@@ -22,14 +22,11 @@ from ..utils.image_files import (
     rgb_to_comfy,
 )
 from ..utils.images import check_image_batch, to_uint8_chw
-from ..utils.presets import PRESET_NAMES, PRESET_TOOLTIP, resolve_options
+from ..utils.presets import FIXED_PRESET_NAMES, FIXED_PRESET_TOOLTIP, resolve_options
 from . import comfy_services as comfy
 from .loader import MODEL_TYPE
 
 logger = logging.getLogger(__name__)
-CAPTION_PRESETS = ["Greedy", *[p for p in PRESET_NAMES if p not in ("Greedy", "Custom")]]
-
-
 def _one(value, default=None):
     """A widget value as INPUT_IS_LIST delivers it (a list of one) -> the value."""
     if isinstance(value, list):
@@ -68,7 +65,7 @@ class Qwen3VLBatchCaption:
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": MAX_BATCH_SIZE,
                                        "tooltip": "Images per generate call. Higher is faster until memory runs out; "
                                                   "captions are the same under Greedy."}),
-                "preset": (CAPTION_PRESETS, {"default": "Greedy", "tooltip": PRESET_TOOLTIP}),
+                "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": FIXED_PRESET_TOOLTIP}),
                 "max_new_tokens": ("INT", {"default": 256, "min": 1, "max": 4096,
                                            "tooltip": "Longest caption, in tokens (about 3/4 of a word each)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,

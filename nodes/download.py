@@ -8,7 +8,7 @@ from . import comfy_services as comfy
 
 
 class Qwen3VLDownloadModel:
-    DESCRIPTION = ("Downloads an official Qwen3-VL model from the Hugging Face Hub into ComfyUI/models/LLM/<name> "
+    DESCRIPTION = ("Downloads an official Qwen3-VL model from the Hugging Face Hub into the first LLM model folder (ComfyUI/models/LLM/<name> unless extra_model_paths.yaml lists LLM folders first) "
                    "(safetensors only, resumable; skipped when the folder is already complete). The only node "
                    "of this pack that uses the network. Connect model_path to the loader's model_path.")
     CATEGORY = "Qwen3-VL"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..loaders.grounding import ground
 from ..utils.grounding import COORD_MODES, GROUNDING_MODES
 from ..utils.grounding_render import parse_text_outputs
-from ..utils.presets import PRESET_NAMES, PRESET_TOOLTIP, resolve_options
+from ..utils.presets import FIXED_PRESET_NAMES, FIXED_PRESET_TOOLTIP, resolve_options
 from . import comfy_services as comfy
 from .loader import MODEL_TYPE
 
@@ -50,7 +50,7 @@ class Qwen3VLGrounding:
                          "points: ask for one point per object (bboxes stays empty; mask gets small discs)."}),
                 "max_new_tokens": ("INT", {"default": 1024, "min": 1, "max": 16384, "tooltip": "Longest answer, in "
                                    "tokens (about 20 per box). A list cut off here keeps its complete objects."}),
-                "preset": (list(PRESET_NAMES), {"default": "Greedy", "tooltip": PRESET_TOOLTIP}),
+                "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": FIXED_PRESET_TOOLTIP}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Sampling seed "
                                  "(ignored by Greedy). It does not change the random state of the rest of the graph."}),
             },

@@ -13,7 +13,7 @@ MODEL_TYPE = "QWEN3VL_MODEL"
 class Qwen3VLModelLoader:
     DESCRIPTION = ("Loads a Qwen3-VL model (dense 2B-32B or MoE 30B-A3B/235B-A22B, Instruct or Thinking) "
                    "from a local folder with its processor. The class comes from config.json. Loaded once "
-                   "and cached: the same settings return the same model without reading the disk again. "
+                   "and cached: the same settings return the same model without reading its weights again. "
                    "Never downloads anything.")
     CATEGORY = "Qwen3-VL"
     FUNCTION = "load"

@@ -177,9 +177,17 @@ def test_accepted_8k_image_is_cut_by_the_pixel_budget(model):
     assert _visual_tokens(info)[0] <= 256
 
 
-def test_accepted_top_k_0_means_no_limit(model):
-    text, _, info, _ = _gen(model, preset="Custom", top_k=0, temperature=0.7, top_p=0.9)
-    assert "top_k 0" in info
+def test_accepted_top_k_0_means_no_limit(model, monkeypatch):
+    seen = {}
+    real = type(model.model).generate
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.model), "generate", spy)
+    _gen(model, preset="Custom", top_k=0, temperature=0.7, top_p=0.9)
+    assert seen["do_sample"] is True and seen["top_k"] == 0 and seen["top_p"] == 0.9  # HF: top_k 0 = no top-k
 
 
 def test_accepted_one_frame_video(model):
@@ -209,13 +217,14 @@ def test_accepted_folder_skips_too_elongated_files(tmp_path):
     assert [Path(p).name for p in paths] == ["ok.png"] and images[0].shape == (1, 48, 64, 3)
 
 
-def test_chat_is_not_mutated_by_a_refused_follow_up(model):
+def test_chat_input_is_never_mutated(model):
     first = _gen(model, image=_img(), prompt="What is this?")[3]
     assert isinstance(first, Chat)
     before = repr(first)
     with pytest.raises(InputError):
-        _gen(model, chat=first, max_new_tokens=0)
-    assert repr(first) == before
+        _gen(model, chat=first, video=torch.rand(0, 32, 32, 3), video_fps=30.0)  # refused after the chat check
+    second = _gen(model, chat=first, prompt="And the colour?")[3]  # a successful follow-up
+    assert repr(first) == before and len(second.messages) == len(first.messages) + 2
 
 
 def _cli(*args):
@@ -226,8 +235,9 @@ def _cli(*args):
 @pytest.mark.parametrize("args,needle", [
     (["ask", "--model", "/nonexistent/model", "hi"], "--model: folder"),
     (["ask", "--image", "/nonexistent.png", "hi"], "--image: cannot read"),
-    (["ask", "--max-new-tokens", "0", "hi"], "max_new_tokens: must be"),
-    (["ask", "--preset", "Custom", "--temperature", "0", "hi"], "temperature: must be > 0"),
+    (["ask", "--max-new-tokens", "0", "hi"], "--max-new-tokens: must be"),
+    (["ask", "--preset", "Custom", "--temperature", "0", "hi"], "--temperature: must be > 0"),
+    (["caption", "--batch-size", "0", str(ROOT / "assets")], "--batch-size: must be"),
     (["caption", "/nonexistent/folder"], "directory: folder"),
     (["ask", "--image", str(ROOT / "tests" / "assets" / "strip.png"), "hi"], "--image: a 2000x4 image is too elongated"),
 ])

@@ -184,6 +184,8 @@ def test_folder_to_captions_to_files_through_the_nodes(dense, tmp_path):
     for path, caption in zip(paths, captions, strict=True):
         text = Path(path).with_suffix(".txt").read_text(encoding="utf-8")
         assert text == caption + "\n" and "\n" not in caption and caption.startswith("ohwx")
+    again = Qwen3VLSaveCaptions().save(["a model caption"], [str(folder / "img2.png")], ["skip"], [".txt"], [""])
+    assert "1 skipped" in again["result"][0]  # the hand-written caption is never overwritten by default
     assert (folder / "img2.txt").read_text(encoding="utf-8") == "my caption\n"
 
 

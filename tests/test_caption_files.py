@@ -276,3 +276,15 @@ def test_public_contract_of_the_caption_nodes():
     assert save.INPUT_TYPES()["required"]["policy"][0] == ["skip", "overwrite", "append"]
     assert save.INPUT_TYPES()["required"]["policy"][1]["default"] == "skip"
     assert Qwen3VLSaveCaptions().save([], [], ["skip"], [".txt"])["result"][0].startswith("0 captions: nothing")
+
+
+def test_caption_extension_without_dot_matches_what_save_captions_writes(tmp_path):
+    from PIL import Image
+
+    from qwen3vl_pack.utils.image_files import list_image_files
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "a.txt").write_text("hand-written", encoding="utf-8")
+    files, done = list_image_files(str(tmp_path), skip_captioned=True, caption_extension="txt")
+    assert [f.name for f in files] == ["b.png"] and done == 1

@@ -152,11 +152,15 @@ class SaveReport:
         return "\n".join(lines)
 
 
+def caption_folder(folder: str) -> Path | None:
+    """A caption folder input (``$VARS`` and ``~`` expanded) as an absolute path; empty = beside each image."""
+    return Path(os.path.expandvars(folder.strip())).expanduser().resolve() if folder and folder.strip() else None
+
+
 def plan_targets(paths: Sequence[str], output_dir: str = "", extension: str = ".txt") -> list[Path]:
     """Caption file for each image path (beside it, or in ``output_dir``), checked and without clashes."""
     ext = check_extension(extension)
-    out = Path(os.path.expandvars(output_dir.strip())).expanduser().resolve() if output_dir and output_dir.strip() \
-        else None
+    out = caption_folder(output_dir)
     if out is not None and out.exists() and not out.is_dir():
         raise InputError("output_dir", f"{str(out)!r} is a file, not a folder.", "Give a folder for the captions.")
     targets, owners = [], {}

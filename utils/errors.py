@@ -7,12 +7,9 @@ class Qwen3VLError(Exception):
     """Base class for every error this pack raises on purpose."""
 
 
-class InputError(Qwen3VLError, ValueError):
-    """A node input (or CLI option) has a value the pack cannot use.
-
-    ``str(err)`` reads ``"<input>: <problem>. <what to do>"`` so ComfyUI's error panel tells the
-    user which widget or socket to fix.
-    """
+class _NamedInputError(Qwen3VLError):
+    """An error about one input: ``str(err)`` reads ``"<input>: <problem> <what to do>"``, so ComfyUI's error
+    panel (and the CLI) tells the user which widget, socket or option to fix."""
 
     def __init__(self, input_name: str, problem: str, advice: str = ""):
         self.input_name = input_name
@@ -24,17 +21,12 @@ class InputError(Qwen3VLError, ValueError):
         super().__init__(text)
 
 
-class ModelLoadError(Qwen3VLError, RuntimeError):
+class InputError(_NamedInputError, ValueError):
+    """A node input (or CLI option) has a value the pack cannot use."""
+
+
+class ModelLoadError(_NamedInputError, RuntimeError):
     """A model folder cannot be loaded (missing files, wrong type, unsafe weights...)."""
-
-    def __init__(self, input_name: str, problem: str, advice: str = ""):
-        self.input_name = input_name
-        self.problem = problem
-        self.advice = advice
-        text = f"{input_name}: {problem}"
-        if advice:
-            text += f" {advice}"
-        super().__init__(text)
 
 
 class GenerationOOMError(Qwen3VLError, RuntimeError):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .captions import caption_folder, check_extension
 from .errors import InputError
 from .images import MAX_ASPECT
 
@@ -103,8 +104,8 @@ def list_image_files(directory: str, recursive: bool = False, extensions: str = 
         files.sort(key=lambda p: _natural_key(str(p.relative_to(root))))
     done = 0
     if skip_captioned:
-        cdir = Path(caption_dir).expanduser().resolve() if caption_dir and caption_dir.strip() else None
-        todo = [p for p in files if not caption_file_for(p, cdir, caption_extension).is_file()]
+        cdir, ext = caption_folder(caption_dir), check_extension(caption_extension, "caption_extension")
+        todo = [p for p in files if not caption_file_for(p, cdir, ext).is_file()]
         done = len(files) - len(todo)
         files = todo
     files = files[offset:]
@@ -113,11 +114,11 @@ def list_image_files(directory: str, recursive: bool = False, extensions: str = 
 
 def folder_fingerprint(files: Iterable[Path], caption_dir: str = "", caption_extension: str = ".txt") -> str:
     """A hash of names, sizes, times and caption presence: changes when the folder's content does."""
-    cdir = Path(caption_dir).expanduser().resolve() if caption_dir and caption_dir.strip() else None
+    cdir, ext = caption_folder(caption_dir), check_extension(caption_extension, "caption_extension")
     digest = hashlib.sha256()
     for path in files:
         st = path.stat()
-        captioned = caption_file_for(path, cdir, caption_extension).is_file()
+        captioned = caption_file_for(path, cdir, ext).is_file()
         digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{captioned}\n".encode())
     return digest.hexdigest()
 

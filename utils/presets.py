@@ -28,6 +28,15 @@ PRESET_TOOLTIP = (
 )
 
 
+# For nodes without the numeric sampling inputs: Greedy first (their default), no Custom.
+FIXED_PRESET_NAMES = ("Greedy", "VL", "Text", "Thinking")
+FIXED_PRESET_TOOLTIP = (
+    "Sampling settings published by Qwen. Greedy (default): no sampling, the same input gives the same "
+    "output. VL: Instruct models on images (temperature 0.7, top_p 0.8, top_k 20, presence penalty 1.5). "
+    "Text: (1.0, 1.0, 40, presence 2.0). Thinking: Thinking models (0.6, 0.95, 20)."
+)
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     """Everything that shapes one ``generate`` call, already checked."""
