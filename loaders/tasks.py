@@ -12,12 +12,12 @@ import torch
 from ..utils.errors import GenerationOOMError, InputError
 from ..utils.messages import Chat, build_messages, check_chat, extend_chat
 from ..utils.presets import GenerationOptions
-from ..utils.video import VideoSampling, describe_video, prepare_video
+from ..utils.video import TOKEN_SIDE, VideoSampling, describe_video, prepare_video
 from .cache import ModelBundle, release_after_run, unload
 from .engine import GenerationResult, generate
 
 logger = logging.getLogger(__name__)
-TOKEN_PIXELS = 32 * 32  # one visual token covers 32x32 pixels (patch 16, spatial merge 2)
+TOKEN_PIXELS = TOKEN_SIDE * TOKEN_SIDE  # one visual token covers 32x32 pixels
 
 
 def pixel_budget(min_visual_tokens: int = 0, max_visual_tokens: int = 0) -> tuple[int | None, int | None]:

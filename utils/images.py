@@ -25,20 +25,25 @@ def check_aspect(height: int, width: int, input_name: str = "image", what: str =
                          f"over {MAX_ASPECT}:1).", "Crop or pad it closer to a normal aspect ratio first.")
 
 
+def as_batch(value, input_name: str, kind: str, layout: str, advice: str) -> torch.Tensor:
+    """A ComfyUI IMAGE-like input as a 4-D tensor (``[H, W, C]`` becomes a batch of one); shape only."""
+    if not isinstance(value, torch.Tensor):
+        raise InputError(input_name, f"expected {kind} tensor, got {type(value).__name__}.", advice)
+    if value.ndim == 3:
+        value = value.unsqueeze(0)
+    if value.ndim != 4:
+        raise InputError(input_name, f"expected {kind} of shape {layout}, got {tuple(value.shape)}.", advice)
+    return value
+
+
 def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
     """Validate a ComfyUI IMAGE and return it as float ``[B, H, W, 3]``.
 
     1 channel -> replicated to RGB; 2 channels (grey + alpha) -> grey replicated; 4 channels (RGBA)
     -> alpha dropped. NaN/inf is an error; values outside 0..1 are clamped with a warning.
     """
-    if not isinstance(image, torch.Tensor):
-        raise InputError(input_name, f"expected an IMAGE tensor, got {type(image).__name__}.",
-                         "Connect an IMAGE output (e.g. Load Image) to this input.")
-    if image.ndim == 3:
-        image = image.unsqueeze(0)
-    if image.ndim != 4:
-        raise InputError(input_name, f"expected an IMAGE of shape [B, H, W, C], got {tuple(image.shape)}.",
-                         "Connect an IMAGE output (e.g. Load Image) to this input.")
+    image = as_batch(image, input_name, "an IMAGE", "[B, H, W, C]", "Connect an IMAGE output (e.g. Load Image) "
+                     "to this input.")
     b, h, w, c = image.shape
     if b == 0 or h == 0 or w == 0:
         raise InputError(input_name, f"the image batch is empty (shape {tuple(image.shape)}).",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
-from .images import check_aspect, check_image_batch
+from .images import as_batch, check_aspect, check_image_batch
 
 TOKEN_SIDE = 32  # one visual token covers 32x32 pixels (patch 16, spatial merge 2)
 TEMPORAL_PATCH = 2  # frames per temporal group (one timestamp each)
@@ -108,14 +108,8 @@ def frame_size(height: int, width: int, max_tokens: int, factor: int = TOKEN_SID
 
 def check_frames(frames, input_name: str = "video") -> torch.Tensor:
     """Shape checks on a frame batch without reading its pixels; ``[H, W, C]`` becomes one frame."""
-    if not isinstance(frames, torch.Tensor):
-        raise InputError(input_name, f"expected an IMAGE frame batch, got {type(frames).__name__}.",
-                         "Connect the IMAGE output of a video loader (e.g. VHS Load Video, Get Video Components).")
-    if frames.ndim == 3:
-        frames = frames.unsqueeze(0)
-    if frames.ndim != 4:
-        raise InputError(input_name, f"expected frames of shape [T, H, W, C], got {tuple(frames.shape)}.",
-                         "Connect the IMAGE output of a video loader.")
+    frames = as_batch(frames, input_name, "an IMAGE frame batch", "[T, H, W, C]", "Connect the IMAGE output of a "
+                      "video loader (e.g. VHS Load Video, Get Video Components).")
     if frames.shape[0] == 0:
         raise InputError(input_name, "has 0 frames.",
                          "Check the video loader: the file may be empty or its frame range/skip settings select "
