@@ -3,6 +3,8 @@
     python cli.py ask --model /path/to/Qwen3-VL-2B-Instruct --image photo.jpg "Describe this image."
     python cli.py ask --image assets/sample.png "Describe this image."   # tiny random model
     python cli.py caption /path/to/images --model /path/to/Qwen3-VL-2B-Instruct --prefix "ohwx"
+    python cli.py ask --server http://127.0.0.1:8000/v1 --image photo.jpg "Describe this image."
+    python cli.py caption /path/to/images --server http://127.0.0.1:8000/v1 --concurrency 16
 
 Without ``--model`` it builds a tiny random-weight Qwen3-VL (as the tests do) and says so:
 its answers are random text, useful only to check that everything runs.
@@ -58,6 +60,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", choices=ATTENTIONS, default="auto")
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    served = p.add_argument_group("served engine (instead of --model)")
+    served.add_argument("--server", metavar="URL", help="an OpenAI-compatible server's API address, e.g. "
+                        "http://127.0.0.1:8000/v1 (vLLM, SGLang, llama-server, Ollama, LM Studio)")
+    served.add_argument("--server-model", default="", metavar="NAME", help="served model name (default: the first)")
+    served.add_argument("--api-key-env", default="", metavar="VAR", help="name of the environment variable "
+                        "holding the server's API key")
+    served.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="longest wait for the server's next bytes, in seconds")
+    served.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight at once")
 
 
 def _add_generation_args(p: argparse.ArgumentParser, preset: str = "VL") -> None:
@@ -95,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 def load_from_args(args):
     from .loaders.cache import load_model
 
+    if args.server:
+        from .loaders.backends.served import connect
+
+        if args.model:
+            logger.warning("--model is ignored: --server answers instead.")
+        return connect(args.server, args.server_model, args.api_key_env, args.timeout, args.concurrency)
     model = args.model
     if not model:
         logger.warning(TINY_WARNING)
@@ -159,10 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+# node inputs of Qwen3-VL Server Model -> the CLI's flags
+SERVED_FLAGS = {"base_url": "--server", "timeout_s": "--timeout", "max_concurrency": "--concurrency"}
+
+
 def cli_message(err: Exception, parser: argparse.ArgumentParser, command: str) -> str:
     """An error from the shared engine names node inputs (``max_new_tokens: ...``); say the option instead."""
     text, name = str(err), getattr(err, "input_name", "")
-    flag = "--" + name.replace("_", "-")
+    flag = SERVED_FLAGS.get(name) or "--" + name.replace("_", "-")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     options = {opt for action in sub._actions for opt in action.option_strings}
     if name and flag in options and text.startswith(name + ":"):

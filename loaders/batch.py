@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,9 +20,7 @@ from ..utils.image_files import iter_readable
 from ..utils.images import pil_to_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
-from .cache import ModelBundle, release_after_run
-from .engine import generate
-from .tasks import pixel_budget, unload_on_oom
+from .backends import Hooks, backend_for, check_budget
 
 logger = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -52,47 +49,37 @@ def make_job(style: str, options: GenerationOptions, custom_prompt: str = "", ba
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise InputError("batch_size", f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}.",
                          "Use 8 on a GPU with room to spare, fewer if memory runs out.")
-    pixel_budget(min_visual_tokens, max_visual_tokens)
+    check_budget(min_visual_tokens, max_visual_tokens)
     return CaptionJob(prompt, options, style, batch_size, prefix or "", suffix or "",
                       min_visual_tokens, max_visual_tokens)
 
 
-def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Lists of ``size`` items (the last may be shorter), pulled lazily from ``items``."""
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def iter_captions(bundle: ModelBundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
+def iter_captions(bundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
                   on_step: Callable[[int], bool | None] | None = None,
-                  before_batch: Callable[[], None] | None = None) -> Iterator[list[tuple[K, str]]]:
-    """For each chunk of ``(key, image)`` items, one ``generate`` call -> a list of ``(key, caption)``.
+                  before_batch: Callable[[], None] | None = None,
+                  on_text: Callable[[str, str], object] | None = None) -> Iterator[list[tuple[K, str]]]:
+    """Captions for ``(key, image)`` items, in order, a group at a time: one ``generate`` call of
+    ``batch_size`` images in-process, or each answer as it arrives from a server (``max_concurrency``
+    requests in flight).
 
-    ``before_batch`` runs before each call (e.g. to honour Cancel); ``on_step`` at every decode step.
+    ``before_batch`` runs before each call / request (e.g. to honour Cancel); ``on_step`` at every decode step.
     A model loaded with keep_loaded off is freed once the stream ends, not after every chunk.
     """
-    min_pixels, max_pixels = pixel_budget(job.min_visual_tokens, job.max_visual_tokens)
+    budget = check_budget(job.min_visual_tokens, job.max_visual_tokens)
+    backend = backend_for(bundle)
+    conversations = ((key, build_messages(job.prompt, [image])) for key, image in items)
     try:
-        model, processor = bundle.model, bundle.processor
-        for chunk in chunked(items, job.batch_size):
-            if before_batch is not None:
-                before_batch()
-            keys = [key for key, _ in chunk]
-            conversations = [build_messages(job.prompt, [image]) for _, image in chunk]
-            with unload_on_oom(bundle, f"{len(chunk)} images were captioned in one call: lower batch_size (or "
-                                       "max_visual_tokens / max_new_tokens), or load the model with quantization "
-                                       "4-bit.", input_name="batch_size"):
-                results = generate(model, processor, conversations, job.options, min_pixels=min_pixels,
-                                   max_pixels=max_pixels, on_step=on_step)
-            yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in zip(keys, results, strict=True)]
+        for group in backend.generate_stream(conversations, job.options, budget, job.batch_size,
+                                             Hooks(on_step=on_step, on_text=on_text), before_batch):
+            yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in group]
     finally:
-        release_after_run(bundle)
+        backend.release()
 
 
-def caption_images(bundle: ModelBundle, images: Sequence[Any], job: CaptionJob,
+def caption_images(bundle, images: Sequence[Any], job: CaptionJob,
                    on_step: Callable[[int], bool | None] | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> list[str]:
+                   on_progress: Callable[[int, int], None] | None = None,
+                   on_text: Callable[[str, str], object] | None = None) -> list[str]:
     """Caption images already in memory; returns one caption per image, in order.
 
     ``on_progress(done, total)`` runs before every batch and once at the end (progress bar, Cancel).
@@ -106,7 +93,7 @@ def caption_images(bundle: ModelBundle, images: Sequence[Any], job: CaptionJob,
         if on_progress is not None:
             on_progress(done, total)
 
-    for pairs in iter_captions(bundle, enumerate(images), job, on_step, before_batch):
+    for pairs in iter_captions(bundle, enumerate(images), job, on_step, before_batch, on_text):
         for index, caption in pairs:
             captions[index] = caption
         done += len(pairs)
@@ -152,7 +139,7 @@ class FolderSummary:
     seconds: float = 0.0
 
 
-def caption_files(bundle: ModelBundle, files: Sequence[Path], job: CaptionJob, policy: str = "skip",
+def caption_files(bundle, files: Sequence[Path], job: CaptionJob, policy: str = "skip",
                   output_dir: str = "", extension: str = ".txt",
                   on_progress: Callable[[int], None] | None = None,
                   summary: FolderSummary | None = None) -> FolderSummary:

@@ -36,10 +36,12 @@ class GenerationResult:
     visual_tokens: list[int] = field(default_factory=list)
     video_tokens: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    completion_tokens: int | None = None  # served engines report a count, not the ids
+    finish_reason: str | None = None  # served engines: "stop" or "length"
 
     @property
     def new_tokens(self) -> int:
-        return len(self.token_ids)
+        return self.completion_tokens if self.completion_tokens is not None else len(self.token_ids)
 
 
 def render_prompts(processor, conversations: list[list[dict]]) -> list[str]:
@@ -109,8 +111,15 @@ def _cuda_devices() -> list[int]:
 
 def generate(model, processor, conversations: list[list[dict]], options: GenerationOptions,
              min_pixels: int | None = None, max_pixels: int | None = None, video_kwargs: dict | None = None,
-             on_step: Callable[[int], bool | None] | None = None) -> list[GenerationResult]:
-    """Answer every conversation. Sampling is seeded locally: global RNG state is left as it was."""
+             on_step: Callable[[int], bool | None] | None = None,
+             on_text: Callable[[str, str], object] | None = None, text_interval: float = 0.1,
+             ) -> list[GenerationResult]:
+    """Answer every conversation. Sampling is seeded locally: global RNG state is left as it was.
+
+    ``on_step(new_tokens)`` runs at every decode step; ``on_text(thinking, answer)`` gets the first
+    conversation's answer so far at most every ``text_interval`` seconds (decoded only then), and once
+    more with the final answer.
+    """
     start = time.perf_counter()
     inputs, counts = prepare_inputs(processor, conversations, min_pixels, max_pixels, video_kwargs)
     prompt_len = inputs["input_ids"].shape[1]
@@ -124,6 +133,8 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
         logits_processors.append(PresencePenaltyLogitsProcessor(options.presence_penalty, prompt_len))
     if on_step is not None:
         stopping.append(StepCallback(on_step, prompt_len))
+    if on_text is not None:
+        stopping.append(LiveText(on_text, processor.tokenizer, prompt_len, text_interval))
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     with torch.random.fork_rng(devices=_cuda_devices()), torch.inference_mode():
@@ -132,7 +143,26 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
                              logits_processor=LogitsProcessorList(logits_processors),
                              stopping_criteria=StoppingCriteriaList(stopping))
     elapsed = time.perf_counter() - start
-    return _decode(processor, inputs, counts, out[:, prompt_len:].cpu(), eos_ids, pad_id, elapsed)
+    results = _decode(processor, inputs, counts, out[:, prompt_len:].cpu(), eos_ids, pad_id, elapsed)
+    if on_text is not None and results:
+        on_text(results[0].thinking, results[0].text)
+    return results
+
+
+class LiveText:
+    """A stopping criterion (never stops) that shows row 0's text so far, decoded only when an update is due."""
+
+    def __init__(self, on_text: Callable[[str, str], object], tokenizer, prompt_length: int, interval: float):
+        self.on_text, self.tokenizer, self.prompt_length, self.interval = on_text, tokenizer, prompt_length, interval
+        self.last = time.monotonic()
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            raw = self.tokenizer.decode(input_ids[0, self.prompt_length:].tolist(), skip_special_tokens=True)
+            self.on_text(*split_thinking(raw))
+        return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
 
 
 def check_context(model, prompt_tokens: int, max_new_tokens: int) -> None:

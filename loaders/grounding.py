@@ -10,15 +10,15 @@ from ..utils.grounding_render import GroundingOutputs, grounding_outputs
 from ..utils.images import check_image_batch, to_uint8_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
-from .cache import ModelBundle
 from .tasks import run_conversations
 
 logger = logging.getLogger(__name__)
 
 
-def ground(bundle: ModelBundle, image, target: str, mode: str, options: GenerationOptions,
+def ground(bundle, image, target: str, mode: str, options: GenerationOptions,
            label_filter: str = "", index: str = "", max_visual_tokens: int = 0,
-           on_step: Callable[[int], bool | None] | None = None) -> tuple[GroundingOutputs, str]:
+           on_step: Callable[[int], bool | None] | None = None,
+           on_text: Callable[[str, str], object] | None = None) -> tuple[GroundingOutputs, str]:
     """Ask Qwen3-VL to locate ``target`` in every image of the batch (one conversation per image).
 
     Returns the outputs (pixel boxes, mask, preview, JSON; Qwen3-VL's relative 0..1000 coordinates) and
@@ -30,7 +30,7 @@ def ground(bundle: ModelBundle, image, target: str, mode: str, options: Generati
     frames = list(to_uint8_chw(image).unbind(0))
     conversations = [build_messages(prompt, [frame]) for frame in frames]
     results = run_conversations(bundle, conversations, options, max_visual_tokens=max_visual_tokens,
-                                on_step=on_step)
+                                on_step=on_step, on_text=on_text)
     texts = [r.text for r in results]
     logger.debug("grounding answers: %s", texts)
     return grounding_outputs(image, texts, "qwen3", label_filter, index), join_answers(texts)

@@ -6,9 +6,11 @@ from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
 from .memory import Qwen3VLUnload
+from .server import Qwen3VLServerModel
 
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
+    "Qwen3VL_ServerModel": Qwen3VLServerModel,
     "Qwen3VL_Generate": Qwen3VLGenerate,
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
@@ -21,6 +23,7 @@ NODE_CLASS_MAPPINGS = {
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL Model Loader",
+    "Qwen3VL_ServerModel": "Qwen3-VL Server Model",
     "Qwen3VL_Generate": "Qwen3-VL Generate",
     "Qwen3VL_Grounding": "Qwen3-VL Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",

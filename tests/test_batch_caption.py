@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from qwen3vl_pack.loaders import batch, cache
+from qwen3vl_pack.loaders.backends import local as local_backend
 from qwen3vl_pack.loaders.batch import caption_files, caption_images, make_job
 from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder, Qwen3VLSaveCaptions
 from qwen3vl_pack.utils import image_files
@@ -41,14 +42,14 @@ def _job(batch_size=8, **kw):
 def spy(monkeypatch):
     """Record every generate call of the batch engine (conversation count and results); the model runs for real."""
     calls = []
-    real = batch.generate
+    real = local_backend.generate
 
     def record(model, processor, conversations, options, **kw):
         results = real(model, processor, conversations, options, **kw)
         calls.append((len(conversations), [r.token_ids for r in results]))
         return results
 
-    monkeypatch.setattr(batch, "generate", record)
+    monkeypatch.setattr(local_backend, "generate", record)
     return calls
 
 

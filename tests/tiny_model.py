@@ -111,24 +111,34 @@ def _transformers_major() -> int:
     return int(transformers.__version__.split(".")[0])
 
 
-def build_config(tokenizer, family: str = "dense"):
-    """A tiny Qwen3-VL config whose special token ids match ``tokenizer``."""
+# vLLM's CPU attention refuses head_dim 16 (SPEC section 10): the served-engine tier uses head_dim 64.
+SIZES = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                 mrope_section=[4, 2, 2]),
+    "vllm": dict(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                 mrope_section=[16, 8, 8]),
+}
+
+
+def build_config(tokenizer, family: str = "dense", size: str = "tiny"):
+    """A tiny Qwen3-VL config whose special token ids match ``tokenizer`` (``size`` "tiny" or "vllm")."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     vocab_size = ((len(tokenizer) + 63) // 64) * 64 + 64
+    dims = dict(SIZES[size])
+    mrope_section = dims.pop("mrope_section")
     text = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+        vocab_size=vocab_size, num_hidden_layers=2, max_position_embeddings=4096,
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
+        pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False, **dims,
     )
-    rope = {"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True}
+    rope = {"rope_type": "default", "mrope_section": mrope_section, "mrope_interleaved": True}
     if _transformers_major() >= 5:
         text["rope_parameters"] = {**rope, "rope_theta": 5e6}
     else:  # 4.57 reads rope_scaling + rope_theta
         text.update(rope_scaling=rope, rope_theta=5e6)
     vision = dict(
         depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=16,
-        spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
+        spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=dims["hidden_size"],
         num_position_embeddings=2304, deepstack_visual_indexes=[0, 1],
     )
     top = dict(
@@ -171,15 +181,18 @@ def build_processor(tokenizer):
     )
 
 
-def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int = 0) -> Path:
-    """Write a tiny random-weight Qwen3-VL (``family`` 'dense' or 'moe') to ``path``; return it."""
+def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int = 0, size: str = "tiny") -> Path:
+    """Write a tiny random-weight Qwen3-VL (``family`` 'dense' or 'moe') to ``path``; return it.
+
+    ``size="vllm"`` gives the slightly larger shape that vLLM's CPU attention accepts (head_dim 64).
+    """
     import torch
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    config = build_config(tokenizer, family)
+    config = build_config(tokenizer, family, size)
     cls = Qwen3VLForConditionalGeneration if family == "dense" else Qwen3VLMoeForConditionalGeneration
     state = torch.random.get_rng_state()
     try:
@@ -203,5 +216,6 @@ if __name__ == "__main__":  # pragma: no cover - manual use
     import sys
 
     out = build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-qwen3vl",
-                           sys.argv[2] if len(sys.argv) > 2 else "dense")
+                           sys.argv[2] if len(sys.argv) > 2 else "dense",
+                           size=sys.argv[3] if len(sys.argv) > 3 else "tiny")
     sys.stdout.write(f"{out}\n")
