@@ -1,8 +1,8 @@
 """The served-engine tier: every node through a REAL vLLM (CPU build) serving a tiny random Qwen3-VL.
 
-Run by ``.ci/run`` (and ``scripts/test_served.sh``), which start the server and set QWEN3VL_VLLM_URL and
-QWEN3VL_VLLM_MODEL_DIR (the folder it serves, which the local path loads too, for comparisons). Without them
-these tests are skipped, except under CI, where a missing server is a failure.
+Run by ``.ci/run`` through ``scripts/with_vllm.sh``, which starts the server and sets QWEN3VL_VLLM_URL. The
+local path gets the same tiny model built here with this process's transformers (same tokenizer and processor),
+for comparisons. Without a server these tests are skipped, except under CI, where that is a failure.
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ from qwen3vl_pack.utils.openai_messages import to_openai
 from qwen3vl_pack.utils.video import prepare_video, video_sampling
 
 URL = os.environ.get("QWEN3VL_VLLM_URL", "")
-MODEL_DIR = os.environ.get("QWEN3VL_VLLM_MODEL_DIR", "")
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = re.compile(r"<([\d.]+) seconds>")
 
 if not URL and os.environ.get("CI"):
     pytest.fail("QWEN3VL_VLLM_URL is not set: .ci/run must start vLLM for the served tier", pytrace=False)
-pytestmark = pytest.mark.skipif(not URL, reason="no vLLM server (QWEN3VL_VLLM_URL unset; scripts/test_served.sh "
-                                "starts one)")
+pytestmark = pytest.mark.skipif(not URL, reason="no vLLM server (QWEN3VL_VLLM_URL unset; run "
+                                "scripts/with_vllm.sh scripts/test.sh)")
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +46,11 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def local():
-    return load_model(MODEL_DIR, [], dtype="fp32", attention="sdpa", device="cpu")
+def local(tmp_path_factory):
+    from qwen3vl_pack.tests.tiny_model import build_tiny_model
+
+    path = build_tiny_model(tmp_path_factory.mktemp("served") / "qwen3vl-tiny-served", "dense", size="vllm")
+    return load_model(str(path), [], dtype="fp32", attention="sdpa", device="cpu")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run a command with a real vLLM serving a tiny random Qwen3-VL, for the served-engine test tier:
+#   scripts/with_vllm.sh scripts/test.sh          # the whole suite, served tier included
+# Sets up .vllm-venv once (scripts/vllm_server.sh), builds the tiny model into .vllm-logs/, starts the server
+# on a free 127.0.0.1 port, exports QWEN3VL_VLLM_URL, runs the command, stops the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup_venv.sh "${TRANSFORMERS_SPEC:-transformers>=5,<6}" >/dev/null
+start=$(date +%s)
+scripts/vllm_server.sh setup
+echo "[vllm] venv ready in $(( $(date +%s) - start )) s"
+mkdir -p .vllm-logs
+model_dir="$PWD/.vllm-logs/qwen3vl-tiny-served"
+rm -rf "$model_dir"
+.venv/bin/python tests/tiny_model.py "$model_dir" dense vllm >/dev/null
+port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+pid=$(scripts/vllm_server.sh start "$model_dir" "$port" --trust-request-mm-kwargs)
+trap 'scripts/vllm_server.sh stop "$pid"' EXIT
+export QWEN3VL_VLLM_URL="http://127.0.0.1:$port/v1"
+"$@"
