@@ -75,7 +75,9 @@ def resize_chw(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _encode(image: torch.Tensor, fmt: str) -> str:
     from PIL import Image
 
-    pil = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), "RGB")
+    import numpy as np
+
+    pil = Image.fromarray(np.ascontiguousarray(image.numpy().transpose(1, 2, 0)), "RGB")
     buf = io.BytesIO()
     if fmt == "PNG":
         pil.save(buf, format="PNG", compress_level=1)  # lossless, fast

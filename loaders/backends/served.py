@@ -206,9 +206,16 @@ class _Run:
         self.reasoning: dict[int, str] = {}
         self.last_text = 0.0
 
-    def _worker(self, client: OpenAIClient, seq: int, payload: dict, digest: str, req) -> None:
+    def _worker(self, client: OpenAIClient, seq: int, conversation: list[dict]) -> None:
+        """In a request thread: encode the images (PIL releases the GIL: encodes run side by side), send, read."""
         start = time.perf_counter()
         try:
+            payload, req = request_payload(self.bundle, conversation, self.options, self.budget)
+            digest = _digest(payload)
+            cached = _recall(digest)
+            if cached is not None:
+                self.events.put((seq, "done", cached))
+                return
             stream = client.stream_chat(payload, lambda kind, piece: self.events.put((seq, kind, piece)), self.cancel)
             result = _result(self.bundle, stream, req, time.perf_counter() - start)
             if not self.cancel.is_set():
@@ -234,14 +241,8 @@ class _Run:
                     if self.before is not None:
                         self.before()
                     keys[next_seq], conversation = item
-                    payload, req = request_payload(self.bundle, conversation, self.options, self.budget)
-                    digest = _digest(payload)
-                    cached = _recall(digest)
-                    if cached is not None:
-                        done[next_seq] = cached
-                    else:
-                        pending.add(next_seq)
-                        pool.submit(self._worker, client, next_seq, payload, digest, req)
+                    pending.add(next_seq)
+                    pool.submit(self._worker, client, next_seq, conversation)
                     next_seq += 1
                 ready = []
                 while next_out in done:
