@@ -1,0 +1,55 @@
+"""Write workflows/served_caption.json from caption_folder.json: the loader replaced by Qwen3-VL Server Model.
+
+    python scripts/make_served_workflows.py
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_WIDGETS = ["http://127.0.0.1:8000/v1", "", "", 120.0, 8, True]
+NOTE = (
+    "Caption a folder of images with Qwen3-VL served by vLLM (or SGLang, llama-server, Ollama, LM Studio): one .txt "
+    "caption per image, several requests in flight at once; ComfyUI loads no model and keeps its VRAM.\n\n"
+    "1. Serve a Qwen3-VL model, e.g. on a GPU machine:\n"
+    "   vllm serve Qwen/Qwen3-VL-8B-Instruct --max-model-len 16384 --limit-mm-per-prompt.video 0 "
+    "--mm-encoder-tp-mode data --async-scheduling\n"
+    "   (see the pack's README for tensor parallel, several replicas, llama-server, Ollama and LM Studio).\n"
+    "2. Qwen3-VL Server Model: set base_url to the server's address ending in /v1 (vLLM: http://HOST:8000/v1). "
+    "model empty = the first model it serves. If it needs a key, put the key in an environment variable before "
+    "starting ComfyUI and type that variable's NAME in api_key_env (never the key itself).\n"
+    "3. Load Image Folder: CHANGE 'directory' to the absolute path of your image folder (the path below is a "
+    "placeholder). Optional: a trigger word in 'prefix'.\n\n"
+    "max_concurrency (8) requests run at once; vLLM batches them. Captions are written beside each image as "
+    "<name>.txt; existing caption files are kept (policy 'skip') and captioned images are left out, so after a "
+    "server restart, running the workflow again continues where it stopped. For thousands of images use "
+    "`python cli.py caption DIR --server URL --concurrency 16`, which writes each caption as it arrives."
+)
+
+
+def served_caption() -> dict:
+    flow = json.loads((ROOT / "workflows" / "caption_folder.json").read_text(encoding="utf-8"))
+    flow = copy.deepcopy(flow)
+    flow["id"] = "00000000-0000-4000-8000-5e4ed0ca9710"
+    for node in flow["nodes"]:
+        if node["type"] == "Qwen3VL_ModelLoader":
+            node["type"] = "Qwen3VL_ServerModel"
+            node["properties"]["Node name for S&R"] = "Qwen3VL_ServerModel"
+            node["widgets_values"] = list(SERVER_WIDGETS)
+            node["size"] = [340, 230]
+        elif node["type"] == "Note":
+            node["widgets_values"] = [NOTE]
+            node["size"] = [520, 300]
+    return flow
+
+
+def main() -> None:
+    path = ROOT / "workflows" / "served_caption.json"
+    path.write_text(json.dumps(served_caption(), indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
