@@ -20,6 +20,7 @@ import torch
 from qwen3vl_pack.loaders.backends import served
 from qwen3vl_pack.loaders.backends.served import connect
 from qwen3vl_pack.loaders.cache import load_model
+from qwen3vl_pack.loaders.compat import transformers_major
 from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.nodes.grounding import Qwen3VLGrounding
@@ -130,10 +131,14 @@ def test_video_timestamps_match_the_local_path(server, local, frames, fps, max_f
     inputs, _ = prepare_inputs(local.processor, [conversation])
     local_prompt = local.processor.tokenizer.decode(inputs["input_ids"][0])
     assert STAMP.findall(served_prompt) == STAMP.findall(local_prompt) != []
-    assert len(_tokenize(server, conversation)) == inputs["input_ids"].shape[1]
+    assert served_prompt.count("<|video_pad|>") == local_prompt.count("<|video_pad|>") > 0
+    # transformers 4.57 drops the outer <|vision_start|><|vision_end|> around the per-frame blocks (5.x and
+    # vLLM keep them): whole prompts are as long on 5.x only
+    extra = 0 if transformers_major() >= 5 else 2
+    assert len(_tokenize(server, conversation)) == inputs["input_ids"].shape[1] + extra
     text, _, info, _ = Qwen3VLGenerate().generate(server, "Describe the video.", "Greedy", 8, 0, video=clip,
                                                   video_fps=fps, max_frames=max_frames, max_video_frame_tokens=64)
-    assert "timestamp" in info and _info_number(info, "prompt tokens") == inputs["input_ids"].shape[1]
+    assert "timestamp" in info and _info_number(info, "prompt tokens") == inputs["input_ids"].shape[1] + extra
 
 
 def test_grounding(server):
