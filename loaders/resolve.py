@@ -73,6 +73,20 @@ def read_family(path: Path, input_name: str = "model") -> str:
     return model_type
 
 
+def read_own_quantization(path: Path) -> str | None:
+    """The ``quant_method`` of the ``quantization_config`` in the folder's ``config.json`` (``fp8``, ``awq``,
+    ``gptq``, ``compressed-tensors``, ...), or None for plain weights. Such folders load with their own
+    quantization (transformers reads it from config.json); call after :func:`read_family`."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # read_family has already reported a damaged config.json
+    quant = config.get("quantization_config") if isinstance(config, dict) else None
+    if not isinstance(quant, dict) or not quant:
+        return None
+    return str(quant.get("quant_method") or quant.get("format") or "unknown method")
+
+
 def check_weights(path: Path, input_name: str = "model") -> None:
     """Refuse folders whose weights are only pickle files (``.bin``/``.pt``): safetensors only."""
     files = [p.name for p in path.iterdir() if p.is_file()]
