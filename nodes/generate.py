@@ -51,7 +51,8 @@ class Qwen3VLGenerate:
                 "system_prompt": ("STRING", {"multiline": True, "default": "",
                                              "tooltip": "Optional system instruction (role, style, output format)."}),
                 "image": ("IMAGE", {"tooltip": "Optional image batch; every image goes into the question, in order. "
-                                               "Grey images become RGB; transparent ones (RGBA) are put on white, as Qwen's own tools do."}),
+                                               "Grey images become RGB; transparent ones (RGBA) are put on "
+                                               "white, as Qwen's own tools do."}),
                 "temperature": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 2.0, "step": 0.01,
                                           "tooltip": "Custom preset only: randomness (> 0). Lower is more focused."}),
                 "top_p": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.01,
