@@ -21,6 +21,7 @@ from ..utils.image_files import iter_readable
 from ..utils.images import pil_to_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
+from ..utils.text import check_answers_complete
 from .cache import ModelBundle, release_after_run
 from .engine import generate
 from .tasks import pixel_budget, unload_on_oom
@@ -85,6 +86,7 @@ def iter_captions(bundle: ModelBundle, items: Iterable[tuple[K, Any]], job: Capt
                                        "4-bit.", input_name="batch_size"):
                 results = generate(model, processor, conversations, job.options, min_pixels=min_pixels,
                                    max_pixels=max_pixels, on_step=on_step)
+            check_answers_complete(results, job.options.max_new_tokens, "image")  # never caption with a draft
             yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in zip(keys, results, strict=True)]
     finally:
         release_after_run(bundle)

@@ -17,7 +17,7 @@ from ..utils.errors import InputError
 from ..utils.messages import collect_media
 from ..utils.presets import GenerationOptions
 from ..utils.sampling import PresencePenaltyLogitsProcessor, StepCallback
-from ..utils.text import split_thinking
+from ..utils.text import ends_in_thinking, prompt_opens_think, split_thinking
 from .compat import pixel_budget_kwargs
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class GenerationResult:
     visual_tokens: list[int] = field(default_factory=list)
     video_tokens: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    answer_cut_off: bool = False  # the output stopped while thinking: no answer (text empty), see utils.text
 
     @property
     def new_tokens(self) -> int:
@@ -185,12 +186,14 @@ def _decode(processor, inputs, counts: list[tuple[int, int]], new_ids: torch.Ten
         prompt_ids = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
         rendered = tok.decode(prompt_ids, skip_special_tokens=False)
         raw = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        thinking, text = split_thinking(raw)
+        opened = prompt_opens_think(rendered)
+        thinking, text = split_thinking(raw, opened)
         n_img, n_vid = counts[row]
         results.append(GenerationResult(
             text=text, thinking=thinking, raw_text=raw, token_ids=ids, prompt_tokens=len(prompt_ids),
             rendered_prompt=rendered, visual_tokens=image_counts[img_i:img_i + n_img],
-            video_tokens=video_counts[vid_i:vid_i + n_vid], seconds=elapsed))
+            video_tokens=video_counts[vid_i:vid_i + n_vid], seconds=elapsed,
+            answer_cut_off=ends_in_thinking(raw, opened)))
         img_i += n_img
         vid_i += n_vid
     return results

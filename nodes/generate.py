@@ -41,8 +41,12 @@ class Qwen3VLGenerate:
                 "prompt": ("STRING", {"multiline": True, "default": "Describe this image.",
                                       "tooltip": "Your question or instruction."}),
                 "preset": (list(PRESET_NAMES), {"default": "VL", "tooltip": PRESET_TOOLTIP}),
-                "max_new_tokens": ("INT", {"default": 512, "min": 1, "max": 40960,
-                                           "tooltip": "Longest answer, in tokens (about 3/4 of a word each)."}),
+                "max_new_tokens": ("INT", {"default": 4096, "min": 1, "max": 40960,
+                                           "tooltip": "Longest answer, in tokens (about 3/4 of a word each). Instruct "
+                                                      "models stop by themselves, so room costs nothing. Thinking "
+                                                      "models reason first and need it (Qwen suggests up to 40960): "
+                                                      "an answer cut off while still thinking gives an empty text, "
+                                                      "the reasoning in thinking and a note in info."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Sampling seed. The same seed and inputs give the same answer; it does "
                                             "not change the random state of the rest of the graph."}),
