@@ -56,6 +56,16 @@ class Qwen3VLModelLoader:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        """Taking ``model`` here makes ComfyUI skip its own check that the value is in the folder list, so that
+        model_path can override it and a workflow from another machine (other folder names, or an empty
+        models/LLM) still runs. The folder is checked when the node runs: a missing one is an error that
+        lists the folders found."""
+        if not isinstance(model, str):
+            return f"expected a model folder name, got {type(model).__name__}"
+        return True
+
     def load(self, model, dtype, attention, quantization, device, keep_loaded, model_path="",
              trust_remote_code=False):
         chosen, name = (model_path.strip(), "model_path") if model_path and model_path.strip() else (model, "model")
