@@ -66,8 +66,11 @@ class Qwen3VLBatchCaption:
                                        "tooltip": "Images per generate call. Higher is faster until memory runs out; "
                                                   "captions are the same under Greedy."}),
                 "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": FIXED_PRESET_TOOLTIP}),
-                "max_new_tokens": ("INT", {"default": 256, "min": 1, "max": 4096,
-                                           "tooltip": "Longest caption, in tokens (about 3/4 of a word each)."}),
+                "max_new_tokens": ("INT", {"default": 2048, "min": 1, "max": 40960,
+                                           "tooltip": "Longest caption, in tokens (about 3/4 of a word each). Thinking "
+                                                      "models reason before the caption and need room (Qwen suggests "
+                                                      "up to 40960): a caption cut off while still thinking is an "
+                                                      "error, never a draft caption."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Sampling seed (ignored by Greedy); local to this node."}),
                 "prefix": ("STRING", {"default": "", "tooltip": "Put before every caption, e.g. a trigger word "

@@ -41,8 +41,12 @@ class Qwen3VLGenerate:
                 "prompt": ("STRING", {"multiline": True, "default": "Describe this image.",
                                       "tooltip": "Your question or instruction."}),
                 "preset": (list(PRESET_NAMES), {"default": "VL", "tooltip": PRESET_TOOLTIP}),
-                "max_new_tokens": ("INT", {"default": 512, "min": 1, "max": 40960,
-                                           "tooltip": "Longest answer, in tokens (about 3/4 of a word each)."}),
+                "max_new_tokens": ("INT", {"default": 4096, "min": 1, "max": 40960,
+                                           "tooltip": "Longest answer, in tokens (about 3/4 of a word each). Instruct "
+                                                      "models stop by themselves, so room costs nothing. Thinking "
+                                                      "models reason first and need it (Qwen suggests up to 40960): "
+                                                      "an answer cut off while still thinking gives an empty text, "
+                                                      "the reasoning in thinking and a note in info."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Sampling seed. The same seed and inputs give the same answer; it does "
                                             "not change the random state of the rest of the graph."}),
@@ -51,7 +55,8 @@ class Qwen3VLGenerate:
                 "system_prompt": ("STRING", {"multiline": True, "default": "",
                                              "tooltip": "Optional system instruction (role, style, output format)."}),
                 "image": ("IMAGE", {"tooltip": "Optional image batch; every image goes into the question, in order. "
-                                               "Grey images become RGB; an alpha channel is dropped."}),
+                                               "Grey images become RGB; transparent ones (RGBA) are put on "
+                                               "white, as Qwen's own tools do."}),
                 "temperature": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 2.0, "step": 0.01,
                                           "tooltip": "Custom preset only: randomness (> 0). Lower is more focused."}),
                 "top_p": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.01,
