@@ -28,6 +28,7 @@ if not (HARNESS / "run_workflow.py").is_file():
 
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
+TASK_TOKENS, TINY_TOKENS = 5, 256  # Qwen3VL_Task's max_new_tokens widget (0 = task default) and the tier's value
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,8 @@ def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
     for node in wf["nodes"]:
         if node["type"] == "Qwen3VL_LoadImageFolder":
             node["widgets_values"][0] = str(env["images"])
+        if node["type"] == "Qwen3VL_Task":  # random text to the task default (up to 4096 tokens) only costs time
+            node["widgets_values"][TASK_TOKENS] = TINY_TOKENS
     dst.write_text(json.dumps(wf), encoding="utf-8")
     return dst
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,3 +136,24 @@ def test_bad_inputs_are_named_before_any_generation(dense, runs, task, kwargs, i
     with pytest.raises(InputError, match=f"^{input_name}:"):
         _task(dense, task, **args)
     assert runs == []
+
+
+@pytest.mark.parametrize("name, tasks", [("ocr_document.json", ["ocr", "document html"]),
+                                         ("points_to_sam2.json", ["points"]), ("video_events.json", ["video events"])])
+def test_task_workflows(name, tasks):
+    wf = json.loads((Path(__file__).resolve().parents[1] / "workflows" / name).read_text(encoding="utf-8"))
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    task_nodes = [n for n in wf["nodes"] if n["type"] == "Qwen3VL_Task"]
+    assert [n["widgets_values"][0] for n in task_nodes] == tasks
+    assert all(n["widgets_values"][5] == 0 for n in task_nodes)  # max_new_tokens: the task's default
+    note = next(n for n in wf["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    assert "models/LLM" in note
+    fed = {(nodes[lk[1]]["type"], task_nodes[0]["inputs"][lk[4]]["name"]) for lk in wf["links"] if lk[3] == task_nodes[0]["id"]}
+    if name == "video_events.json":
+        assert fed == {("Qwen3VL_ModelLoader", "model"), ("GetVideoComponents", "video"),
+                       ("GetVideoComponents", "video_fps")}
+        assert "Select Images" in note
+    else:
+        assert fed == {("Qwen3VL_ModelLoader", "model"), ("LoadImage", "image")}
+    if name == "points_to_sam2.json":
+        assert "coordinates_positive" in note and "Sam2Segmentation" in note
