@@ -59,7 +59,8 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
 )}
 TASK_NAMES = tuple(TASKS)
 
-# The main scripts of the 32 languages Qwen3-VL reads (Qwen3-VL README: "Supports 32 languages").
+# Main languages among the 32 that Qwen3-VL reads (Qwen3-VL README: "Supports 32 languages"; the repository
+# publishes no full list).
 LANGUAGES = ("auto", "English", "Chinese", "Japanese", "Korean", "French", "German", "Spanish", "Portuguese",
              "Italian", "Dutch", "Russian", "Ukrainian", "Polish", "Czech", "Greek", "Turkish", "Arabic",
              "Hebrew", "Persian", "Hindi", "Bengali", "Thai", "Vietnamese", "Indonesian", "Malay")
