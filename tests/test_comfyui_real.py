@@ -33,6 +33,9 @@ if not (HARNESS / "run_workflow.py").is_file():
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
 LOADER = "Qwen3VL_ModelLoader"
+SERVER = "Qwen3VL_ServerModel"
+VLLM_URL = os.environ.get("QWEN3VL_VLLM_URL", "")
+TASK_TOKENS, TINY_TOKENS = 5, 256  # Qwen3VL_Task's max_new_tokens widget (0 = task default) and the tier's value
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +76,20 @@ def _widget_index(name: str) -> int:
 def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
     wf = json.loads(workflow.read_text(encoding="utf-8"))
     loaders = [node for node in wf["nodes"] if node["type"] == LOADER]
-    assert loaders, f"{workflow.name} has no {LOADER}"
+    servers = [node for node in wf["nodes"] if node["type"] == SERVER]
+    assert loaders or servers, f"{workflow.name} has no {LOADER} or {SERVER}"
+    if servers and not VLLM_URL:
+        pytest.skip(f"{workflow.name} needs a served model: set QWEN3VL_VLLM_URL (scripts/with_vllm.sh)")
+    for node in servers:
+        node["widgets_values"][0] = VLLM_URL  # base_url
     for node in loaders:
         assert node["widgets_values"][_widget_index("model")] == "Qwen3-VL-2B-Instruct"  # not in the empty list
         node["widgets_values"][_widget_index("model_path")] = str(env["model"])
     for node in wf["nodes"]:
         if node["type"] == "Qwen3VL_LoadImageFolder":
             node["widgets_values"][0] = str(env["images"])
+        if node["type"] == "Qwen3VL_Task":  # random text to the task default (up to 4096 tokens) only costs time
+            node["widgets_values"][TASK_TOKENS] = TINY_TOKENS
     dst.write_text(json.dumps(wf), encoding="utf-8")
     return dst
 

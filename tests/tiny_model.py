@@ -142,7 +142,7 @@ def build_config(tokenizer, family: str = "dense", size: str = "tiny"):
     dims = dict(SIZES[size])
     mrope_section = dims.pop("mrope_section")
     text = dict(
-        vocab_size=vocab_size, num_hidden_layers=2, max_position_embeddings=4096,
+        vocab_size=vocab_size, num_hidden_layers=2, max_position_embeddings=32768,
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False, **dims,
     )
