@@ -35,12 +35,15 @@ def test_the_count_is_what_bitsandbytes_really_quantizes(moe_path):
     from transformers import BitsAndBytesConfig, Qwen3VLMoeForConditionalGeneration
 
     quant = BitsAndBytesConfig(load_in_4bit=True, llm_int8_skip_modules=list(opt.QUANT_SKIP_MODULES))
+    from qwen3vl_pack.loaders.compat import dtype_kwarg
+
     model = Qwen3VLMoeForConditionalGeneration.from_pretrained(moe_path, quantization_config=quant,
-                                                               device_map={"": "cpu"})
+                                                               device_map={"": "cpu"},
+                                                               **dtype_kwarg(torch.float32))  # 4.57 defaults to fp16
     quantized = sum(int(torch.Size(m.weight.quant_state.shape).numel()) for m in model.modules()
                     if type(m).__name__ == "Linear4bit")
     experts = model.model.language_model.layers[0].mlp.experts
-    assert experts.gate_up_proj.dtype == torch.float32  # the fused experts were left alone
+    assert experts.gate_up_proj.dtype == torch.float32  # the fused experts were left alone (not packed to uint8)
     config = json.loads((moe_path / "config.json").read_text(encoding="utf-8"))
     assert quantized == count_share(meta_model(config)).quantized > 0
 
