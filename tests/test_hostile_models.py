@@ -83,10 +83,10 @@ def test_folder_without_chat_template_is_refused_at_load(tmp_path, dense_path, c
     shutil.copytree(dense_path, folder)
     for name in ("chat_template.jinja", "chat_template.json"):
         (folder / name).unlink(missing_ok=True)
-    for name in ("tokenizer_config.json", "processor_config.json"):
-        config = json.loads((folder / name).read_text())
-        config.pop("chat_template", None)
-        (folder / name).write_text(json.dumps(config))
+    for path in folder.glob("*.json"):  # the template may also sit in tokenizer/processor configs
+        config = json.loads(path.read_text())
+        if isinstance(config, dict) and config.pop("chat_template", None) is not None:
+            path.write_text(json.dumps(config))
     with pytest.raises(ModelLoadError) as err:
         _loader(folder)
     assert err.value.input_name == "model_path" and "no chat template" in str(err.value)
