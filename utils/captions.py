@@ -182,19 +182,17 @@ def _write_error(target: Path, err: OSError, input_name: str) -> InputError:
 
 
 def write_caption(target: Path, text: str, policy: str = "skip", input_name: str = "paths") -> str:
-    """Write one caption file under ``policy``; returns ``"written"``, ``"skipped"``, ``"appended"`` or ``"empty"``.
+    """Write one caption file under ``policy``; returns ``"written"``, ``"skipped"`` or ``"appended"``.
 
     ``skip`` never touches an existing caption (hand-written captions are safe; an empty 0-byte file left by a
     crash counts as missing); ``overwrite`` replaces it; ``append`` adds the caption as a new line. Every write is
     atomic (temp file, fsync, rename: see ``utils.safe_files``), keeps an existing file's permissions, never
-    follows a link out of the folder, and leaves the old file intact on any error. An empty caption is not
-    written (``"empty"``), so a re-run captions that image again.
+    follows a link out of the folder, and leaves the old file intact on any error. The caption is exactly one
+    line (whitespace, line breaks included, folded to single spaces).
     """
     if policy not in POLICIES:
         raise InputError("policy", f"unknown policy {policy!r}.", f"Choose one of {', '.join(POLICIES)}.")
     line = one_line(check_text(text, "captions"))
-    if not line:
-        return "empty"
     data = (line + "\n").encode("utf-8")
     folder, name = target.parent, target.name
     real = Path(os.path.realpath(target))
@@ -229,21 +227,19 @@ class SaveReport:
     written: list[Path] = field(default_factory=list)
     appended: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
-    empty: list[Path] = field(default_factory=list)
     policy: str = "skip"
 
     def add(self, status: str, target: Path) -> None:
         getattr(self, status).append(target)
 
     def text(self) -> str:
-        total = len(self.written) + len(self.appended) + len(self.skipped) + len(self.empty)
+        total = len(self.written) + len(self.appended) + len(self.skipped)
         if not total:
             return "0 captions: nothing to write (no images came in; with skip_captioned, all may be captioned)."
         why = " (caption file already there; policy skip keeps it)" if self.skipped else ""
-        empty = f", {len(self.empty)} empty (not written; run again to retry)" if self.empty else ""
         lines = [f"{total} caption(s): {len(self.written)} written, {len(self.appended)} appended, "
-                 f"{len(self.skipped)} skipped{why}{empty}; policy: {self.policy}"]
-        for label in ("written", "appended", "skipped", "empty"):
+                 f"{len(self.skipped)} skipped{why}; policy: {self.policy}"]
+        for label in ("written", "appended", "skipped"):
             lines += [f"{label}: {printable(p)}" for p in getattr(self, label)]
         return "\n".join(lines)
 
@@ -315,6 +311,6 @@ def save_captions(captions: Sequence[str], paths: Sequence[str], policy: str = "
     report = SaveReport(policy=policy)
     for line, target in zip(lines, plan_targets(paths, output_dir, extension, policy), strict=True):
         report.add(write_caption(target, line, policy, input_name), target)
-    logger.info("captions (policy %s): %d written, %d appended, %d skipped, %d empty", policy, len(report.written),
-                len(report.appended), len(report.skipped), len(report.empty))
+    logger.info("captions (policy %s): %d written, %d appended, %d skipped", policy, len(report.written),
+                len(report.appended), len(report.skipped))
     return report
