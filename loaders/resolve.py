@@ -18,6 +18,13 @@ FAMILIES = {
 }
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_CONFIG_BYTES = 1024 * 1024  # a real Qwen3-VL config.json is about 5 KB; anything this big is not one
+_REPORTED: set[str] = set()  # model-list entries already warned about (ComfyUI lists the models often)
+
+
+def _warn_once(path: str, what: str) -> None:
+    if path not in _REPORTED:
+        _REPORTED.add(path)
+        logger.warning("skipping %s in the model folder list (%s)", printable(path), what)
 
 
 def list_model_folders(search_dirs: list[str]) -> list[str]:
@@ -31,15 +38,14 @@ def list_model_folders(search_dirs: list[str]) -> list[str]:
         try:
             entries = list(os.scandir(base)) if os.path.isdir(base) else []
         except OSError as err:
-            logger.warning("cannot list the model folder %s (%s)", printable(base), err.strerror or err)
+            _warn_once(base, f"cannot list it: {err.strerror or err}")
             continue
         for entry in entries:
             try:
                 if entry.is_dir() and is_regular_file(os.path.join(entry.path, "config.json")):
                     names.add(entry.name)
             except OSError as err:  # a link loop (ELOOP) or a folder that vanished meanwhile
-                logger.warning("skipping %s in the model folder list (%s)", printable(entry.path),
-                               err.strerror or err)
+                _warn_once(entry.path, str(err.strerror or err))
     return sorted(names)
 
 

@@ -170,7 +170,9 @@ class Qwen3VLLoadImageFolder:
 class Qwen3VLSaveCaptions:
     DESCRIPTION = ("Writes each caption to <image stem><extension> (UTF-8, one line) beside its image or in "
                    "output_dir, where LoRA trainers look for it. By default an existing caption file is never "
-                   "touched. Nothing is written outside the target folder. Shows a report.")
+                   "touched. Every target is checked before the first write; each write is atomic (an error "
+                   "leaves the old file intact) and nothing is written outside the target folder. Shows a "
+                   "report.")
     CATEGORY = "Qwen3-VL/caption"
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -189,7 +191,7 @@ class Qwen3VLSaveCaptions:
                 "policy": (list(POLICIES), {"default": "skip", "tooltip": "When a caption file exists: skip "
                            "(keep it; hand-written captions are safe), overwrite, or append as a new line."}),
                 "extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension, e.g. .txt or "
-                                         ".caption."}),
+                                         ".caption (image, video and model extensions are refused)."}),
             },
             "optional": {
                 "output_dir": ("STRING", {"default": "", "tooltip": "Folder for the caption files (created if "

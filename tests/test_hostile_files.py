@@ -1,6 +1,6 @@
 """Hostile and careless files (issue 12, "data first" and "never hang"): caption files never replace images,
-writes are atomic and keep modes, links never lead out, every target is checked first, special files never
-block a read, link loops and dangling links never break a listing. No model needed."""
+writes are atomic and keep modes, links never lead out, every target is checked first, one line per caption.
+No model needed. Special files and link loops: tests/test_hostile_folders.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import errno
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from qwen3vl_pack.nodes.caption import Qwen3VLLoadImageFolder, Qwen3VLSaveCaptio
 from qwen3vl_pack.utils import safe_files
 from qwen3vl_pack.utils.captions import plan_targets, save_captions, write_caption
 from qwen3vl_pack.utils.errors import InputError
-from qwen3vl_pack.utils.image_files import SORT_ORDERS, list_image_files, read_rgb
+from qwen3vl_pack.utils.image_files import list_image_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -332,80 +331,3 @@ def test_report_states_the_policy_used(tmp_path):
         assert report.splitlines()[0].endswith(f"policy: {policy}")
     assert (tmp_path / "a.txt").read_text() == "words\nwords\n"
     assert (tmp_path / "b.txt").read_text() == "\n\n"  # an empty caption is still exactly one (empty) line
-
-
-# --- never hang: special files --------------------------------------------------------------------------------
-
-def _special_files(folder: Path) -> list[socket.socket]:
-    os.mkfifo(folder / "fifo.png")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(folder / "sock.png"))
-    (folder / "zero.png").symlink_to("/dev/zero")  # a device: reading never ends
-    (folder / "dev.jpg").symlink_to("/dev/null")
-    return [sock]
-
-
-def test_fifo_socket_and_device_files_among_images_are_skipped(tmp_path):
-    _png(tmp_path / "real.png")
-    held = _special_files(tmp_path)
-    try:
-        with _deadline(30):
-            for order in SORT_ORDERS:
-                files, _ = list_image_files(str(tmp_path), sort=order)
-                assert [f.name for f in files] == ["real.png"]
-            images, paths = Qwen3VLLoadImageFolder().load(str(tmp_path), False, ".png,.jpg", "natural", 0, 0, True)
-            assert [Path(p).name for p in paths] == ["real.png"] and images[0].shape == (1, 30, 40, 3)
-            for name in ("fifo.png", "sock.png", "zero.png", "dev.jpg"):
-                with pytest.raises(ValueError, match="not a regular file"):
-                    read_rgb(tmp_path / name)
-    finally:
-        for sock in held:
-            sock.close()
-
-
-def test_cli_refuses_a_fifo_as_image_without_blocking(tmp_path, dense_path):
-    os.mkfifo(tmp_path / "pipe.png")
-    run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "ask", "--model", str(dense_path), "--image",
-                          str(tmp_path / "pipe.png"), "hi"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2, run.stderr
-    assert "--image: cannot read" in run.stderr and "FIFO" in run.stderr and "Traceback" not in run.stderr
-
-
-# --- link loops and dangling links ----------------------------------------------------------------------------
-
-def test_link_loops_and_dangling_links_in_an_image_folder(tmp_path):
-    _png(tmp_path / "b.png")
-    (tmp_path / "loop1.png").symlink_to("loop2.png")
-    (tmp_path / "loop2.png").symlink_to("loop1.png")
-    (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "up").symlink_to(tmp_path)  # a folder loop, for recursive listing
-    for recursive in (False, True):
-        for order in SORT_ORDERS:
-            files, _ = list_image_files(str(tmp_path), recursive=recursive, sort=order)
-            assert [f.name for f in files] == ["b.png"]
-        args = dict(directory=str(tmp_path), recursive=recursive, extensions=".png", sort="modified", limit=0,
-                    offset=0, skip_captioned=True)
-        assert Qwen3VLLoadImageFolder.IS_CHANGED(**args) == Qwen3VLLoadImageFolder.IS_CHANGED(**args)
-        assert [Path(p).name for p in Qwen3VLLoadImageFolder().load(**args)[1]] == ["b.png"]
-
-
-def test_model_list_survives_link_loops_dangling_links_and_odd_entries(tmp_path, dense_path, monkeypatch):
-    from qwen3vl_pack.nodes import comfy_services
-    from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
-
-    llm = tmp_path / "LLM"
-    llm.mkdir()
-    (llm / "good").symlink_to(dense_path)
-    (llm / "loop1").symlink_to("loop2")
-    (llm / "loop2").symlink_to("loop1")
-    (llm / "dangling").symlink_to(tmp_path / "nowhere")
-    (llm / "config_link").mkdir()
-    (llm / "config_link" / "config.json").symlink_to(tmp_path / "nowhere.json")
-    (llm / "config_fifo").mkdir()
-    os.mkfifo(llm / "config_fifo" / "config.json")
-    (tmp_path / "LLM2").symlink_to("LLM2")  # a search folder that is itself a loop
-    monkeypatch.setattr(comfy_services, "llm_dirs", lambda: [str(tmp_path / "LLM2"), str(llm), str(tmp_path / "no")])
-    with _deadline(20):
-        choices = Qwen3VLModelLoader.INPUT_TYPES()["required"]["model"][0]
-    assert choices == ["good"]
