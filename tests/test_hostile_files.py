@@ -331,3 +331,13 @@ def test_report_states_the_policy_used(tmp_path):
         assert report.splitlines()[0].endswith(f"policy: {policy}")
     assert (tmp_path / "a.txt").read_text() == "words\nwords\n"
     assert (tmp_path / "b.txt").read_text() == "\n\n"  # an empty caption is still exactly one (empty) line
+
+
+def test_cli_caption_refuses_an_image_extension_before_loading_anything(tmp_path):
+    photo = _png(tmp_path / "photo.png")
+    before = photo.read_bytes()
+    run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "caption", str(tmp_path), "--model",
+                          str(tmp_path / "no-model-needed"), "--extension", ".png", "--policy", "overwrite"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--extension: '.png' is an image" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and photo.read_bytes() == before and _names(tmp_path) == ["photo.png"]
