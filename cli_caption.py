@@ -47,13 +47,15 @@ def add_caption_parser(sub, add_model_args, add_generation_args) -> argparse.Arg
 
 
 def _summary(summary, already: int, interrupted: bool) -> str:
+    from .utils.safe_files import printable
+
     rep = summary.report
     rate = summary.captioned / summary.seconds if summary.seconds > 0 else 0.0
     head = "interrupted: " if interrupted else ""
     lines = [f"{head}captioned {summary.captioned} image(s) in {summary.seconds:.1f} s ({rate:.2f} images/s): "
              f"{len(rep.written)} written, {len(rep.appended)} appended, {len(rep.skipped)} skipped (file appeared "
              f"meanwhile); {already} already captioned before this run; {len(summary.unreadable)} unreadable"]
-    lines += [f"unreadable: {p}" for p in summary.unreadable]
+    lines += [f"unreadable: {printable(p)}" for p in summary.unreadable]  # names that are not UTF-8 print as \xNN
     if interrupted:
         lines.append("Run the same command again to continue where it stopped.")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from ..utils.captions import SaveReport, build_caption_prompt, finish_caption, p
 from ..utils.errors import InputError
 from ..utils.image_files import iter_readable
 from ..utils.images import pil_to_chw
-from ..utils.messages import build_messages
+from ..utils.messages import build_messages, check_text
 from ..utils.presets import GenerationOptions
 from ..utils.text import check_answers_complete
 from .backends import Hooks, backend_for, check_budget
@@ -51,7 +51,7 @@ def make_job(style: str, options: GenerationOptions, custom_prompt: str = "", ba
         raise InputError("batch_size", f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}.",
                          "Use 8 on a GPU with room to spare, fewer if memory runs out.")
     check_budget(min_visual_tokens, max_visual_tokens)
-    return CaptionJob(prompt, options, style, batch_size, prefix or "", suffix or "",
+    return CaptionJob(prompt, options, style, batch_size, check_text(prefix, "prefix"), check_text(suffix, "suffix"),
                       min_visual_tokens, max_visual_tokens)
 
 
@@ -153,7 +153,7 @@ def caption_files(bundle, files: Sequence[Path], job: CaptionJob, policy: str = 
     Pass ``summary`` to keep what was done if the run is interrupted (Ctrl-C).
     """
     start = time.perf_counter()
-    targets = dict(zip(files, plan_targets([str(f) for f in files], output_dir, extension), strict=True))
+    targets = dict(zip(files, plan_targets([str(f) for f in files], output_dir, extension, policy), strict=True))
     summary = summary if summary is not None else FolderSummary()
     readable = ((path, pil_to_chw(image)) for path, image in iter_readable(files, summary.unreadable))
     reported_unreadable = 0

@@ -145,8 +145,14 @@ def _is_cached(key: CacheKey) -> bool:
 
 
 def weight_bytes(path: str) -> int:
-    """Size of the safetensors weights of a model folder, in bytes."""
-    return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+    """Size of the safetensors weights of a model folder, in bytes (broken links count 0)."""
+    total = 0
+    for p in Path(path).glob("*.safetensors"):
+        try:
+            total += p.stat().st_size
+        except OSError:  # check_weights has refused broken links; this only sizes a memory request
+            continue
+    return total
 
 
 def _acquire(key: CacheKey, keep_loaded: bool = True, input_name: str = "model") -> _Entry:
@@ -192,8 +198,9 @@ def _load_from_disk(key: CacheKey, input_name: str = "model"):
                              "A Qwen3-VL folder needs tokenizer.json (or vocab.json + merges.txt), "
                              "tokenizer_config.json and preprocessor_config.json/processor_config.json; "
                              "re-download the missing files.") from err
+    check_chat_template(processor, key.path, input_name)
     try:
-        model = cls.from_pretrained(key.path, **kwargs).eval()
+        model, info = cls.from_pretrained(key.path, output_loading_info=True, **kwargs)
     except (OSError, ValueError, SafetensorError) as err:
         raise ModelLoadError(input_name, f"the weights in {key.path!r} cannot be loaded ({err}).",
                              "Re-download the model, or try another dtype/quantization.") from err
@@ -201,10 +208,54 @@ def _load_from_disk(key: CacheKey, input_name: str = "model"):
         raise ModelLoadError(input_name, f"loading {key.path!r} needs a package that is not installed ({err}).",
                              "Install it with ComfyUI's own Python (pip install ...), or choose another "
                              "model folder.") from err
+    except RuntimeError as err:  # transformers: "size mismatch" / ignore_mismatched_sizes
+        if "mismatch" not in str(err):
+            raise
+        raise ModelLoadError(input_name, f"config.json in {key.path!r} does not match its weights: some weight "
+                             f"shapes differ ({str(err).splitlines()[0][:200]}).", MISMATCH_ADVICE) from err
+    problems = loading_problems(info, model)
+    if problems:
+        del model
+        free_memory()
+        raise ModelLoadError(input_name, f"config.json in {key.path!r} does not match its weights: "
+                             + "; ".join(problems) + ".", MISMATCH_ADVICE)
+    model = model.eval()
     _check_vision_tokens(model, processor, key.path, input_name)
     logger.info("loaded %s from %s (%s, %s, %s, %s) in %.2f s", cls.__name__, Path(key.path).name,
                 key.dtype, key.attention, key.quantization, key.device, time.perf_counter() - start)
     return model, processor
+
+
+MISMATCH_ADVICE = ("The folder mixes files of different models (e.g. a MoE config.json over dense weights): "
+                   "re-download the whole model folder. Nothing was loaded with random weights.")
+
+
+def check_chat_template(processor, path: str, input_name: str = "model") -> None:
+    """Refuse a folder without a chat template: without one every prompt would be rendered wrongly or fail."""
+    template = getattr(processor, "chat_template", None) or getattr(processor.tokenizer, "chat_template", None)
+    if not template:
+        raise ModelLoadError(input_name, f"{path!r} has no chat template (no chat_template.jinja or "
+                             "chat_template.json, and none in tokenizer_config.json).",
+                             "Copy chat_template.jinja (or chat_template.json) of the same Qwen3-VL model into "
+                             "the folder, or re-download it.")
+
+
+def loading_problems(info: dict, model) -> list[str]:
+    """What ``from_pretrained(output_loading_info=True)`` found wrong: weights that do not fill the model that
+    config.json describes. Missing or wrongly shaped weights always count (the model would run on random
+    weights); weights the model has no place for count too, except in pre-quantized folders (their quantizer
+    may keep scales the plain model lacks), where they are only logged."""
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ())
+    unexpected = sorted(info.get("unexpected_keys") or ())
+    errors = [str(e) for e in info.get("error_msgs") or ()]
+    if unexpected and getattr(model.config, "quantization_config", None) is not None and not (missing or mismatched):
+        logger.warning("%d weight(s) the model does not use (pre-quantized folder), e.g. %s", len(unexpected),
+                       ", ".join(unexpected[:3]))
+        unexpected = []
+    return [f"{len(v)} {label} (e.g. {', '.join(v[:3])})" for label, v in
+            (("missing weight(s)", missing), ("weight(s) of the wrong shape", mismatched),
+             ("unexpected weight(s)", unexpected), ("load error(s)", errors)) if v]
 
 
 def _check_vision_tokens(model, processor, path: str, input_name: str = "model") -> None:

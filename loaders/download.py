@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -19,19 +18,73 @@ OFFICIAL_REPOS = tuple(
 )
 # Everything a model folder needs, and no pickle weights (*.bin, *.pt, *.pth are never fetched).
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.jinja", "*.txt", "*.md", "LICENSE*"]
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Hugging Face's rules (huggingface_hub.utils.validate_repo_id), ASCII only as on the Hub: owner/name, each of
+# letters, digits, "-", "_", ".", not starting or ending with "-" or ".", name at most 96 characters.
+_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"{_PART}/{_PART}")
+REPO_ID_ADVICE = "Use the form owner/name, e.g. Qwen/Qwen3-VL-2B-Instruct."
 
 
 def check_repo_id(repo_id: str, input_name: str = "repo_id") -> str:
-    repo_id = (repo_id or "").strip()
-    if not _REPO_ID.match(repo_id) or ".." in repo_id:
-        raise InputError(input_name, f"{repo_id!r} is not a Hugging Face repository id.",
-                         "Use the form owner/name, e.g. Qwen/Qwen3-VL-2B-Instruct.")
+    """A repository id that the Hub accepts, checked before any folder is created or the network is used."""
+    if not isinstance(repo_id, str):
+        raise InputError(input_name, f"expected text, got {type(repo_id).__name__}.", REPO_ID_ADVICE)
+    repo_id = repo_id.strip()
+    name = repo_id.rsplit("/", 1)[-1]
+    problem = None
+    if not _REPO_ID.fullmatch(repo_id):
+        problem = "must be owner/name with only letters, digits, '-', '_' and '.' (not first or last)"
+    elif "--" in repo_id or ".." in repo_id:
+        problem = "cannot contain '--' or '..'"
+    elif repo_id.endswith(".git") or len(name) > 96:
+        problem = "cannot end with .git or have a name longer than 96 characters"
+    if problem is None:
+        try:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+        except ImportError:  # download_model says what to install
+            return repo_id
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as err:
+            problem = str(err)
+    if problem is not None:
+        raise InputError(input_name, f"{repo_id[:120]!r} is not a Hugging Face repository id: {problem}.",
+                         REPO_ID_ADVICE)
     return repo_id
 
 
+def check_revision(revision: str | None, input_name: str = "revision") -> str | None:
+    """A branch, tag or commit (empty = main): no spaces, control characters or '..'."""
+    revision = (revision or "").strip()
+    if not revision:
+        return None
+    if ".." in revision or any(c.isspace() or not c.isprintable() for c in revision) or len(revision) > 256:
+        raise InputError(input_name, f"{revision[:80]!r} is not a branch, tag or commit.",
+                         "Leave it empty for main, or give a branch name, a tag or a commit hash.")
+    return revision
+
+
+def _prepare_destination(models_dir: Path, dest: Path, input_name: str) -> None:
+    """The models folder must be a writable folder and ``dest`` a folder (or not exist yet)."""
+    if models_dir.exists() and not models_dir.is_dir():
+        raise ModelLoadError(input_name, f"the models folder {str(models_dir)!r} is a file.",
+                             "Fix the LLM entry of extra_model_paths.yaml, or remove that file.")
+    if dest.exists() and not dest.is_dir():
+        raise ModelLoadError(input_name, f"{str(dest)!r} is a file, not a model folder.",
+                             "Move or delete that file, then run again.")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        probe = dest / ".qwen3vl-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ModelLoadError(input_name, f"cannot write into {str(dest)!r} ({err.strerror or err}).",
+                             "Make the models folder writable (or list a writable LLM folder first in "
+                             "extra_model_paths.yaml), then run again.") from err
+
+
 def is_complete(folder: Path) -> bool:
-    """A loadable Qwen3-VL folder (the loader's own checks) with every shard its index lists."""
+    """A loadable Qwen3-VL folder (the loader's own checks, which include every shard its index lists)."""
     if not folder.is_dir():
         return False
     try:
@@ -40,14 +93,7 @@ def is_complete(folder: Path) -> bool:
         check_tokenizer_files(folder)
     except ModelLoadError:
         return False
-    index = folder / "model.safetensors.index.json"
-    if not index.is_file():
-        return True
-    try:
-        shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return all((folder / s).is_file() for s in shards)
+    return True
 
 
 def download_model(repo_id: str, models_dir: str | Path, revision: str | None = None,
@@ -57,6 +103,7 @@ def download_model(repo_id: str, models_dir: str | Path, revision: str | None = 
     A folder that is already complete is returned without any network access.
     """
     repo_id = check_repo_id(repo_id, input_name)
+    revision = check_revision(revision)
     dest = Path(models_dir) / repo_id.split("/")[-1]
     if is_complete(dest):
         logger.info("%s is already in %s; nothing to download", repo_id, dest)
@@ -69,7 +116,7 @@ def download_model(repo_id: str, models_dir: str | Path, revision: str | None = 
                              "Run `pip install huggingface_hub` in ComfyUI's Python.") from err
     manual = (f"Download the files of https://huggingface.co/{repo_id} (config.json, *.safetensors, "
               f"tokenizer*, *processor*/preprocessor* and chat_template files) by hand into {dest}.")
-    dest.mkdir(parents=True, exist_ok=True)
+    _prepare_destination(Path(models_dir), dest, input_name)
     logger.info("downloading %s into %s", repo_id, dest)
     try:
         snapshot_download(repo_id=repo_id, revision=revision, local_dir=str(dest), allow_patterns=ALLOW_PATTERNS)

@@ -124,7 +124,7 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     start = time.perf_counter()
     inputs, counts = prepare_inputs(processor, conversations, min_pixels, max_pixels, video_kwargs)
     prompt_len = inputs["input_ids"].shape[1]
-    check_context(model, prompt_len, options.max_new_tokens)
+    check_context(model, prompt_len, options.max_new_tokens, processor, conversations, inputs)
     device = getattr(model, "device", torch.device("cpu"))
     inputs = inputs.to(device)
 
@@ -169,16 +169,34 @@ class LiveText:
         return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
 
 
-def check_context(model, prompt_tokens: int, max_new_tokens: int) -> None:
-    """Refuse a request whose prompt + answer cannot fit the model's context window."""
+def check_context(model, prompt_tokens: int, max_new_tokens: int, processor=None,
+                  conversations: list[list[dict]] | None = None, inputs=None) -> None:
+    """Refuse a request whose prompt + answer cannot fit the model's context window.
+
+    With ``processor``, ``conversations`` and the processor's ``inputs``, a prompt that is too long names the input
+    that fills it: ``prompt``, ``system_prompt``, ``chat`` (earlier turns, their images and video included),
+    ``image`` or ``video`` (vision tokens of this turn).
+    """
     config = getattr(model.config, "text_config", model.config)
     context = getattr(config, "max_position_embeddings", None)
     if not context or prompt_tokens + max_new_tokens <= context:
         return
     if prompt_tokens >= context:
-        raise InputError("max_visual_tokens", f"the prompt alone has {prompt_tokens} tokens, more than the "
-                         f"model's context of {context}.", "Use fewer or smaller images/frames (lower "
-                         "max_visual_tokens, max_frames or max_video_frame_tokens) or a shorter prompt/chat.")
+        from .context import context_parts
+
+        parts = context_parts(processor, conversations, inputs) if conversations and processor is not None else {}
+        if not parts:
+            raise InputError("max_visual_tokens", f"the prompt alone has {prompt_tokens} tokens, more than the "
+                             f"model's context of {context}.", "Use fewer or smaller images/frames (lower "
+                             "max_visual_tokens, max_frames or max_video_frame_tokens) or a shorter prompt/chat.")
+        name = max(parts, key=parts.get)
+        shares = ", ".join(f"{k} {v}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
+        advice = {"prompt": "Shorten the prompt.", "system_prompt": "Shorten the system prompt.",
+                  "chat": "Start a new chat (leave chat unconnected) or continue from an earlier turn.",
+                  "image": "Use fewer or smaller images: lower max_visual_tokens.",
+                  "video": "Lower max_frames, sample_fps or max_video_frame_tokens."}[name]
+        raise InputError(name, f"is too large: the prompt has {prompt_tokens} tokens ({shares}), more than the "
+                         f"model's context of {context}, and {name} holds the most of them.", advice)
     raise InputError("max_new_tokens", f"{max_new_tokens} new tokens after a {prompt_tokens}-token prompt "
                      f"exceed the model's context of {context} tokens.",
                      f"Set max_new_tokens to at most {context - prompt_tokens}.")

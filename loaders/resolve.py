@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..utils.errors import ModelLoadError
+from ..utils.safe_files import is_regular_file, printable
 
 logger = logging.getLogger(__name__)
 
@@ -16,31 +17,65 @@ FAMILIES = {
     "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration",
 }
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+MAX_CONFIG_BYTES = 1024 * 1024  # a real Qwen3-VL config.json is about 5 KB; anything this big is not one
+_REPORTED: set[str] = set()  # model-list entries already warned about (ComfyUI lists the models often)
+
+
+def _warn_once(path: str, what: str) -> None:
+    if path not in _REPORTED:
+        _REPORTED.add(path)
+        logger.warning("skipping %s in the model folder list (%s)", printable(path), what)
 
 
 def list_model_folders(search_dirs: list[str]) -> list[str]:
-    """Names of sub-folders holding a ``config.json`` in any of ``search_dirs`` (sorted, unique)."""
+    """Names of sub-folders holding a ``config.json`` in any of ``search_dirs`` (sorted, unique).
+
+    Never raises (the loader's INPUT_TYPES calls it: an error would make the node vanish from ComfyUI): an
+    unreadable folder, a dangling link or a link loop is logged and left out.
+    """
     names: set[str] = set()
     for base in search_dirs:
-        if not os.path.isdir(base):
+        try:
+            entries = list(os.scandir(base)) if os.path.isdir(base) else []
+        except OSError as err:
+            _warn_once(base, f"cannot list it: {err.strerror or err}")
             continue
-        for entry in os.scandir(base):
-            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "config.json")):
-                names.add(entry.name)
+        for entry in entries:
+            try:
+                if entry.is_dir() and is_regular_file(os.path.join(entry.path, "config.json")):
+                    names.add(entry.name)
+            except OSError as err:  # a link loop (ELOOP) or a folder that vanished meanwhile
+                _warn_once(entry.path, str(err.strerror or err))
     return sorted(names)
 
 
-def resolve_model_path(name: str, search_dirs: list[str], input_name: str = "model") -> Path:
-    """An absolute folder, or a folder name found in one of ``search_dirs`` (first match wins)."""
+def clean_path_text(name: str) -> str:
+    """A typed or pasted path: whitespace and newlines around it and one pair of surrounding quotes removed."""
     name = (name or "").strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        name = name[1:-1].strip()
+    return name
+
+
+def resolve_model_path(name: str, search_dirs: list[str], input_name: str = "model") -> Path:
+    """An absolute folder, or a folder name found in one of ``search_dirs`` (first match wins).
+
+    Quotes and whitespace around a pasted path are ignored; a file (e.g. the folder's config.json) is refused
+    with the folder to give instead.
+    """
+    name = clean_path_text(name)
     if not name:
         raise ModelLoadError(input_name, f"no model chosen; {_folders_found(search_dirs)}.",
                              "Put a Qwen3-VL folder in ComfyUI/models/LLM/ and pick it, or give an "
                              "absolute folder in model_path.")
     candidate = Path(os.path.expanduser(name))
     if candidate.is_absolute():
+        if candidate.is_file():
+            raise ModelLoadError(input_name, f"{printable(candidate)!r} is a file, not a model folder.",
+                                 f"Give the folder that holds config.json and the weights, e.g. "
+                                 f"{printable(candidate.parent)!r}.")
         if not candidate.is_dir():
-            raise ModelLoadError(input_name, f"folder {str(candidate)!r} does not exist.",
+            raise ModelLoadError(input_name, f"folder {printable(candidate)!r} does not exist.",
                                  "Check the path, or download the model into ComfyUI/models/LLM/.")
         return candidate.resolve()
     for base in search_dirs:
@@ -65,14 +100,20 @@ def _folders_found(search_dirs: list[str]) -> str:
 def read_family(path: Path, input_name: str = "model") -> str:
     """The ``model_type`` from ``config.json``: ``qwen3_vl`` or ``qwen3_vl_moe``."""
     config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelLoadError(input_name, f"{str(path)!r} has no config.json.",
+    if not is_regular_file(config_file):
+        raise ModelLoadError(input_name, f"{str(path)!r} has no config.json"
+                             f"{' (only a broken link or a special file by that name)' if os.path.lexists(config_file) else ''}.",
                              "Point at the folder of a Hugging Face Qwen3-VL download (it holds "
                              "config.json, *.safetensors, tokenizer and processor files).")
+    size = config_file.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ModelLoadError(input_name, f"config.json in {str(path)!r} has {size} bytes; a Qwen3-VL config has a "
+                             "few KB, so this is not one (it was not read).", "Re-download the model's config.json.")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelLoadError(input_name, f"config.json in {str(path)!r} cannot be read ({err}).",
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ModelLoadError(input_name, f"config.json in {str(path)!r} cannot be read ({type(err).__name__}: "
+                             f"{str(err)[:200]}).",
                              "Re-download the model; the file is damaged.") from err
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type not in FAMILIES:
@@ -97,9 +138,21 @@ def read_own_quantization(path: Path) -> str | None:
 
 
 def check_weights(path: Path, input_name: str = "model") -> None:
-    """Refuse folders whose weights are only pickle files (``.bin``/``.pt``): safetensors only."""
-    files = [p.name for p in path.iterdir() if p.is_file()]
+    """Refuse folders whose weights are only pickle files (``.bin``/``.pt``): safetensors only. Broken links and
+    special files among the weights, and shards that the index lists but the folder lacks, are named."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError as err:
+        raise ModelLoadError(input_name, f"cannot list {printable(path)!r} ({err.strerror or err}).",
+                             "Fix the folder's permissions.") from err
+    broken = sorted(e.name for e in entries if e.name.endswith(".safetensors") and not is_regular_file(e.path))
+    if broken:
+        raise ModelLoadError(input_name, f"{printable(path)!r}: {', '.join(map(printable, broken[:3]))} "
+                             "is a broken symbolic link, a link loop or not a regular file.",
+                             "Fix or remove the link (or re-download those weights).")
+    files = [e.name for e in entries if is_regular_file(e.path)]
     if any(f.endswith(".safetensors") for f in files):
+        _check_index(path, set(files), input_name)
         return
     pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
     if pickles:
@@ -110,6 +163,25 @@ def check_weights(path: Path, input_name: str = "model") -> None:
                              "repositories ship *.safetensors).")
     raise ModelLoadError(input_name, f"{str(path)!r} has no *.safetensors weights.",
                          "Finish or redo the download: the weight files are missing.")
+
+
+def _check_index(path: Path, files: set[str], input_name: str) -> None:
+    """Every shard named by ``model.safetensors.index.json`` must be in the folder."""
+    index = path / "model.safetensors.index.json"
+    if "model.safetensors.index.json" not in files:
+        return
+    try:
+        if index.stat().st_size > 64 * MAX_CONFIG_BYTES:
+            raise ValueError("far too large for a weight index")
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        shards = {str(s) for s in weight_map.values()}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError) as err:
+        raise ModelLoadError(input_name, f"model.safetensors.index.json in {str(path)!r} cannot be read "
+                             f"({str(err)[:200]}).", "Re-download the model's index file.") from err
+    missing = sorted(shards - files)
+    if missing:
+        raise ModelLoadError(input_name, f"{str(path)!r} lacks {len(missing)} weight shard(s) its index lists "
+                             f"({', '.join(missing[:3])}).", "Finish the download: some weight files are missing.")
 
 
 def check_tokenizer_files(path: Path, input_name: str = "model") -> None:

@@ -19,10 +19,12 @@ from ..utils.image_files import (
     folder_fingerprint,
     iter_readable,
     list_image_files,
+    megapixel_budget,
     rgb_to_comfy,
 )
 from ..utils.images import check_image_batch, to_uint8_chw
 from ..utils.presets import FIXED_PRESET_NAMES, FIXED_PRESET_TOOLTIP, resolve_options
+from ..utils.safe_files import printable
 from . import comfy_services as comfy
 from .loader import MODEL_TYPE
 
@@ -154,22 +156,26 @@ class Qwen3VLLoadImageFolder:
 
     def load(self, directory, recursive, extensions, sort, limit, offset, skip_captioned, max_megapixels=0.0,
              caption_dir="", caption_extension=".txt"):
+        budget = megapixel_budget(max_megapixels)
         files, done = list_image_files(directory, recursive, extensions, sort, limit, offset, skip_captioned,
                                        caption_dir, caption_extension)
         unreadable = []
-        loaded = [(p, rgb_to_comfy(fit_pixels(im, int(max_megapixels * 1_000_000))))
+        loaded = [(p, rgb_to_comfy(fit_pixels(im, budget)))
                   for p, im in iter_readable(files, unreadable)]
-        logger.info("loaded %d image(s) from %s (%d already captioned, left out)", len(loaded), directory, done)
+        logger.info("loaded %d image(s) from %s (%d already captioned, left out)", len(loaded), printable(directory),
+                    done)
         if unreadable:
             logger.warning("%d of %d file(s) unreadable, skipped: %s", len(unreadable), len(files),
-                           ", ".join(p.name for p in unreadable))
+                           ", ".join(printable(p.name) for p in unreadable))
         return ([t for _, t in loaded], [str(p) for p, _ in loaded])
 
 
 class Qwen3VLSaveCaptions:
     DESCRIPTION = ("Writes each caption to <image stem><extension> (UTF-8, one line) beside its image or in "
                    "output_dir, where LoRA trainers look for it. By default an existing caption file is never "
-                   "touched. Nothing is written outside the target folder. Shows a report.")
+                   "touched. Every target is checked before the first write; each write is atomic (an error "
+                   "leaves the old file intact) and nothing is written outside the target folder. Shows a "
+                   "report.")
     CATEGORY = "Qwen3-VL/caption"
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -188,7 +194,7 @@ class Qwen3VLSaveCaptions:
                 "policy": (list(POLICIES), {"default": "skip", "tooltip": "When a caption file exists: skip "
                            "(keep it; hand-written captions are safe), overwrite, or append as a new line."}),
                 "extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension, e.g. .txt or "
-                                         ".caption."}),
+                                         ".caption (image, video and model extensions are refused)."}),
             },
             "optional": {
                 "output_dir": ("STRING", {"default": "", "tooltip": "Folder for the caption files (created if "

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import InputError
+from .messages import check_text
 from .text import split_thinking
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DO
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _EMPTY_LIST = re.compile(r"\[\s*\]")
 _IMAGE_MARKER = re.compile(r"^=== image (\d+) ===[ \t]*$", re.MULTILINE)
+# Bounds on model text (never raise, never hang): an answer longer than MAX_TEXT characters, or an object nested
+# deeper than MAX_DEPTH brackets, is not read (a real answer holds at most max_new_tokens, ~4 characters each).
+MAX_TEXT = 1_000_000
+MAX_DEPTH = 32
+# Bounds on the index input: detections are numbered 0..MAX_INDEX at most.
+MAX_INDEX = 9999
+MAX_INDEX_TEXT = 10_000
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,7 @@ def build_grounding_prompt(target: str, mode: str = "boxes") -> str:
     """
     if mode not in GROUNDING_MODES:
         raise InputError("mode", f"unknown mode {mode!r}.", f"Choose one of {', '.join(GROUNDING_MODES)}.")
-    cleaned = " ".join((target or "").replace('"', "").split()).strip(" ,")
+    cleaned = " ".join(check_text(target, "target").replace('"', "").split()).strip(" ,")
     if not cleaned:
         raise InputError("target", "is empty.",
                          "Type what to find, e.g. cat or the red car; separate several categories with commas.")
@@ -93,8 +101,11 @@ def _candidate_text(text: str) -> str:
 
 
 def _object_spans(text: str) -> tuple[list[str], int]:
-    """Top-level ``{...}`` substrings (string-aware); also how many were left unclosed (cut off)."""
+    """Top-level ``{...}`` substrings (string-aware); also how many were left unclosed (cut off) or nested deeper
+    than MAX_DEPTH brackets, inside or around them (those are never parsed: they would only recurse)."""
     spans, depth, start, quote, escaped = [], 0, -1, "", False
+    nest = deepest = too_deep = 0  # bracket nesting ({ and [) inside the current object
+    outer = deepest_outer = 0  # list nesting around objects
     for i, ch in enumerate(text):
         if quote:
             if escaped:
@@ -107,13 +118,33 @@ def _object_spans(text: str) -> tuple[list[str], int]:
             quote = ch
         elif ch == "{":
             if depth == 0:
-                start = i
+                start, nest, deepest = i, outer, outer
             depth += 1
+            nest += 1
+            deepest = max(deepest, nest)
         elif ch == "}" and depth:
             depth -= 1
+            nest = max(nest - 1, 0)
             if depth == 0:
-                spans.append(text[start:i + 1])
-    return spans, int(depth > 0)
+                if deepest <= MAX_DEPTH:
+                    spans.append(text[start:i + 1])
+                else:
+                    too_deep += 1
+        elif ch == "[":
+            if depth:
+                nest += 1
+                deepest = max(deepest, nest)
+            else:
+                outer += 1
+                deepest_outer = max(deepest_outer, outer)
+        elif ch == "]":
+            if depth:
+                nest = max(nest - 1, 0)
+            else:
+                outer = max(outer - 1, 0)
+    if deepest_outer > MAX_DEPTH and not too_deep:
+        too_deep = 1
+    return spans, int(depth > 0) + too_deep
 
 
 def _loads(span: str):
@@ -121,7 +152,7 @@ def _loads(span: str):
     for candidate in (span, _TRAILING_COMMA.sub(r"\1", span)):
         try:
             return json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     pythonish = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", span)))
     try:
@@ -134,23 +165,31 @@ def _has_geometry(obj: dict) -> bool:
     return any(k in obj for k in BOX_KEYS + POINT_KEYS)
 
 
-def _flatten(obj) -> list[dict]:
-    """Objects carrying a box or point, also inside wrappers like ``{"objects": [...]}``."""
+def _flatten(obj, depth: int = 0) -> list[dict]:
+    """Objects carrying a box or point, also inside wrappers like ``{"objects": [...]}`` (MAX_DEPTH levels)."""
+    if depth > MAX_DEPTH:
+        return []
     if isinstance(obj, dict):
         if _has_geometry(obj):
             return [obj]
-        return [d for v in obj.values() for d in _flatten(v)]
+        return [d for v in obj.values() for d in _flatten(v, depth + 1)]
     if isinstance(obj, list):
-        return [d for v in obj for d in _flatten(v)]
+        return [d for v in obj for d in _flatten(v, depth + 1)]
     return []
 
 
 def extract_objects(text: str) -> tuple[list[dict], bool, int]:
     """Model text -> (objects with a box/point key, whether any JSON object was found, unreadable count).
 
-    The unreadable count includes an object left open at the end (answer cut off by max_new_tokens).
+    The unreadable count includes an object left open at the end (answer cut off by max_new_tokens). Text over
+    MAX_TEXT characters is not read at all (a warning says so).
     """
-    candidate = _candidate_text(text or "")
+    text = text if isinstance(text, str) else ""
+    if len(text) > MAX_TEXT:
+        logger.warning("grounding text of %d characters is longer than any model answer (%d); not read.",
+                       len(text), MAX_TEXT)
+        return [], False, 0
+    candidate = _candidate_text(text)
     spans, unclosed = _object_spans(candidate)
     objects, unreadable = [], unclosed
     for span in spans:
@@ -262,20 +301,28 @@ def parse_grounding(text: str, width: int, height: int, coord_mode: str = "qwen3
 
 
 def parse_index(index: str) -> list[int] | None:
-    """``"0,2"`` or ``"1-3"`` -> indices; empty -> None (keep all). Anything else -> InputError."""
+    """``"0,2"`` or ``"1-3"`` -> indices; empty -> None (keep all). Anything else -> InputError.
+
+    Indices are bounded (0..MAX_INDEX) before any range is expanded, so ``"0-99999999999"`` is refused at once.
+    """
     if not index or not index.strip():
         return None
-    out: list[int] = []
+    advice = (f'Use indices counted from 0 (up to {MAX_INDEX}), separated by commas, e.g. "0,2" or a range "1-3".')
+    if not isinstance(index, str) or len(index) > MAX_INDEX_TEXT:
+        raise InputError("index", f"is not a short list of indices ({len(str(index))} characters).", advice)
+    out: dict[int, None] = {}
     for part in index.replace(" ", "").split(","):
         if not part:
             continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise InputError("index", f"cannot read {part!r} in {index!r}.",
-                             'Use indices counted from 0, separated by commas, e.g. "0,2" or a range "1-3".')
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        out += [i for i in range(lo, hi + 1) if i not in out]
-    return out
+        m = re.fullmatch(r"(\d{1,9})(?:-(\d{1,9}))?", part)
+        lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, -1)
+        if not m or hi < lo:
+            raise InputError("index", f"cannot read {part[:40]!r} in {index[:80]!r}.", advice)
+        if hi > MAX_INDEX:
+            raise InputError("index", f"{part!r} goes past {MAX_INDEX}, more detections than any answer holds.",
+                             advice)
+        out.update(dict.fromkeys(range(lo, hi + 1)))
+    return list(out)
 
 
 def select(detections: list[Detection], label_filter: str = "", index: list[int] | None = None

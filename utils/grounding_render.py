@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InputError
 from .grounding import Detection, ParseResult, parse_grounding, parse_index, select, split_answers
-from .images import check_image_batch
+from .images import as_float01, check_image_batch
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _detection_dict(idx: int, det: Detection) -> dict:
 def grounding_outputs(image, texts: list[str], coord_mode: str = "qwen3", label_filter: str = "",
                       index: str = "", resized: tuple[int, int] | None = None) -> GroundingOutputs:
     """One answer per image of ``image`` (ComfyUI IMAGE ``[B, H, W, C]``) -> BBOX, MASK, preview, JSON."""
-    image = check_image_batch(image, "image")
+    image = as_float01(check_image_batch(image, "image"))  # the preview is a float 0..1 IMAGE, whatever came in
     b, h, w, _ = image.shape
     if len(texts) != b:
         raise ValueError(f"{len(texts)} answers for {b} images")  # a bug in the caller, not a user error

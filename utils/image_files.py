@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
+import stat
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from PIL import Image, ImageOps
 from .captions import caption_folder, check_extension
 from .errors import InputError
 from .images import MAX_ASPECT
+from .safe_files import file_kind, open_regular, printable
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +64,61 @@ def check_directory(directory: str, input_name: str = "directory") -> Path:
 
 
 def _walk(root: Path, recursive: bool) -> Iterator[Path]:
-    """Every non-hidden file under ``root`` (hidden folders such as .git are not entered)."""
-    for folder, dirs, files in os.walk(root):
+    """Every non-hidden file name under ``root`` (hidden folders such as .git are not entered; links to folders
+    are not followed, so a link loop cannot recurse)."""
+
+    def unreadable(err: OSError) -> None:
+        logger.warning("cannot list %s (%s); its images are left out", printable(err.filename or "?"),
+                       err.strerror or err)
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
         for name in files:
             if not name.startswith("."):
                 yield Path(folder) / name
+
+
+def _regular_images(paths: Iterable[Path]) -> list[Path]:
+    """Only regular files (links followed): FIFOs, sockets, devices, dangling links and link loops are left out
+    with one warning each, so nothing is ever opened for a blocking read and every sort order can stat them."""
+    kept = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as err:
+            logger.warning("skipping %s: %s (a dangling symbolic link or a link loop?)", printable(path),
+                           err.strerror or err)
+            continue
+        if stat.S_ISREG(mode):
+            kept.append(path)
+        else:
+            logger.warning("skipping %s: it is %s, not an image file", printable(path), file_kind(mode))
+    return kept
+
+
+def has_caption(path: Path) -> bool:
+    """A caption file is there: a regular file with something in it (a 0-byte file left by a crash is not)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed since it was listed: it sorts first and is reported unreadable when read
+        return 0.0
+
+
+def check_caption_extension(extension: str, image_extensions: Iterable[str]) -> str:
+    """The ``caption_extension`` input: a caption extension (never an image's) that is not one of ``extensions``."""
+    ext = check_extension(extension, "caption_extension")
+    if ext.lower() in set(image_extensions):
+        raise InputError("caption_extension", f"{ext!r} is also in extensions: those files would be loaded as images "
+                         "and counted as captions.", "Use .txt, or take it out of extensions.")
+    return ext
 
 
 def caption_file_for(image_path: Path, caption_dir: Path | None, extension: str) -> Path:
@@ -91,21 +143,21 @@ def list_image_files(directory: str, recursive: bool = False, extensions: str = 
     if limit < 0 or offset < 0:
         name = "limit" if limit < 0 else "offset"
         raise InputError(name, f"must be >= 0, got {limit if limit < 0 else offset}.", "Use 0 for no limit/offset.")
-    files = [p for p in _walk(root, recursive) if p.suffix.lower() in exts]
+    files = _regular_images(p for p in _walk(root, recursive) if p.suffix.lower() in exts)
     if not files:
         where = "or its subfolders " if recursive else ""
         raise InputError("directory", f"folder {str(root)!r} {where}has no image files ({', '.join(exts)}).",
                          "Point it at a folder of images, turn on recursive for subfolders, or widen extensions.")
     if sort == "modified":
-        files.sort(key=lambda p: (p.stat().st_mtime, str(p)))
+        files.sort(key=lambda p: (_mtime(p), str(p)))
     elif sort == "name":
         files.sort(key=lambda p: str(p.relative_to(root)))
     else:
         files.sort(key=lambda p: _natural_key(str(p.relative_to(root))))
     done = 0
     if skip_captioned:
-        cdir, ext = caption_folder(caption_dir), check_extension(caption_extension, "caption_extension")
-        todo = [p for p in files if not caption_file_for(p, cdir, ext).is_file()]
+        cdir, ext = caption_folder(caption_dir), check_caption_extension(caption_extension, exts)
+        todo = [p for p in files if not has_caption(caption_file_for(p, cdir, ext))]
         done = len(files) - len(todo)
         files = todo
     files = files[offset:]
@@ -117,9 +169,13 @@ def folder_fingerprint(files: Iterable[Path], caption_dir: str = "", caption_ext
     cdir, ext = caption_folder(caption_dir), check_extension(caption_extension, "caption_extension")
     digest = hashlib.sha256()
     for path in files:
-        st = path.stat()
-        captioned = caption_file_for(path, cdir, ext).is_file()
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{captioned}\n".encode())
+        try:
+            st = path.stat()
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:  # gone since it was listed
+            size = mtime = -1
+        captioned = has_caption(caption_file_for(path, cdir, ext))
+        digest.update(os.fsencode(path) + f"\0{size}\0{mtime}\0{captioned}\n".encode())
     return digest.hexdigest()
 
 
@@ -147,10 +203,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def read_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file as RGB. Raises one of ``READ_ERRORS`` if it cannot."""
-    with Image.open(path) as im:
+    """Open and fully decode an image file as RGB. Raises one of ``READ_ERRORS`` if it cannot.
+
+    FIFOs, sockets and devices are refused without a blocking read (:func:`utils.safe_files.open_regular`).
+    """
+    with open_regular(path) as f, Image.open(f) as im:
         im.load()
         return to_rgb(im)
+
+
+def megapixel_budget(megapixels, input_name: str = "max_megapixels") -> int:
+    """A megapixel input (0 = keep full size) as a pixel count; NaN, inf, negative and absurd values refused."""
+    ok = isinstance(megapixels, (int, float)) and not isinstance(megapixels, bool) and math.isfinite(megapixels)
+    if not ok or not 0 <= megapixels <= 10_000:
+        raise InputError(input_name, f"must be a number from 0 to 10000, got {megapixels!r}.",
+                         "Use 0 to keep full size, or e.g. 1.0 for about 1000x1000 pixels.")
+    return int(megapixels * 1_000_000)
 
 
 def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
@@ -176,7 +244,7 @@ def iter_readable(paths: Iterable[Path], skipped: list[Path] | None = None) -> I
             if max(image.size) > MAX_ASPECT * max(1, min(image.size)):
                 raise ValueError(f"{image.width}x{image.height} is too elongated for Qwen3-VL (over {MAX_ASPECT}:1)")
         except READ_ERRORS as err:
-            logger.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
+            logger.warning("skipping unreadable image %s (%s: %s)", printable(path), type(err).__name__, err)
             if skipped is not None:
                 skipped.append(path)
             continue

@@ -33,7 +33,42 @@ def as_batch(value, input_name: str, kind: str, layout: str, advice: str) -> tor
         value = value.unsqueeze(0)
     if value.ndim != 4:
         raise InputError(input_name, f"expected {kind} of shape {layout}, got {tuple(value.shape)}.", advice)
+    check_pixels_readable(value, input_name)
     return value
+
+
+def check_pixels_readable(value: torch.Tensor, input_name: str) -> None:
+    """Refuse tensors whose pixels cannot be read: on the meta device (shape only, no data) or sparse."""
+    if value.device.type == "meta":
+        raise InputError(input_name, "is a tensor on the 'meta' device: it has a shape but no pixel data.",
+                         "Connect a node that outputs real image data (a loaded image or video).")
+    if value.layout != torch.strided:
+        raise InputError(input_name, f"is a {value.layout} tensor, not a plain (dense) image.",
+                         "Convert it to a dense tensor (tensor.to_dense()) or connect a normal IMAGE output.")
+
+
+def integer_pixels_to_uint8(image: torch.Tensor, input_name: str = "image") -> torch.Tensor:
+    """An integer IMAGE (any int dtype, e.g. int64 from numpy) holds 0..255 values: return it as uint8.
+
+    uint8 passes as is. Other integer tensors are read as 0..255 (never scaled again by 255); values outside
+    0..255 (e.g. 16-bit 0..65535) and bool tensors are refused: their scale cannot be guessed.
+    """
+    if image.dtype == torch.uint8 or image.is_floating_point():
+        return image
+    if image.dtype == torch.bool or image.is_complex():
+        raise InputError(input_name, f"is a {image.dtype} tensor, not image pixels.",
+                         "Connect an IMAGE (float 0..1, or integers 0..255).")
+    lo, hi = (int(v) for v in torch.aminmax(image))
+    if lo < 0 or hi > 255:
+        raise InputError(input_name, f"is an integer ({image.dtype}) tensor with values {lo}..{hi}; integer "
+                         "pixels must be 0..255.", "Convert it to float 0..1 (ComfyUI's IMAGE format) first, "
+                         "e.g. divide 16-bit pixels by 65535.")
+    return image.to(torch.uint8)
+
+
+def as_float01(image: torch.Tensor) -> torch.Tensor:
+    """A checked IMAGE batch as float 0..1 (uint8 0..255 divided by 255 once; float returned as is)."""
+    return image if image.is_floating_point() else image.to(torch.float32).div_(255.0)
 
 
 def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
@@ -51,6 +86,7 @@ def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
     if c not in (1, 2, 3, 4):
         raise InputError(input_name, f"{c} channels are not supported (shape {tuple(image.shape)}).",
                          "Use an IMAGE with 1 (grey), 3 (RGB) or 4 (RGBA) channels.")
+    image = integer_pixels_to_uint8(image, input_name)
     if image.is_floating_point():
         lo, hi = (float(v) for v in torch.aminmax(image))  # one pass; NaN and inf show up here
         if not (math.isfinite(lo) and math.isfinite(hi)):

@@ -11,6 +11,33 @@ logger = logging.getLogger(__name__)
 
 CHAT_TYPE = "QWEN3VL_CHAT"
 ROLES = ("system", "user", "assistant")
+# Qwen's control tokens are all spelled <|name|> (<|im_start|>, <|im_end|>, <|vision_start|>, <|image_pad|>...).
+# Typed text is data: a zero-width space after "<" keeps it readable but no longer that token.
+TOKEN_OPEN, NEUTRAL_OPEN = "<|", "<\u200b|"
+
+
+def neutralise_special_tokens(text: str) -> str:
+    """``"<|im_end|>"`` -> ``"<\u200b|im_end|>"``: user text can never spell a control token of the chat template.
+
+    Every ``<|`` gets a zero-width space (U+200B) between its two characters, so no ``<|...|>`` token survives
+    (the result has no ``<|`` at all, and running it again changes nothing). The text still reads the same.
+    """
+    return text.replace(TOKEN_OPEN, NEUTRAL_OPEN) if TOKEN_OPEN in text else text
+
+
+def check_text(text, input_name: str) -> str:
+    """A text input as a ``str`` that UTF-8 can encode (no lone surrogates), or an InputError naming it."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InputError(input_name, f"expected text, got {type(text).__name__}.", "Connect a STRING (text) output.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(input_name, f"contains an invalid character at position {err.start} (a lone UTF-16 "
+                         f"surrogate, {text[err.start]!r}).", "Remove it or paste the text again; it usually comes "
+                         "from a broken copy-paste or a bad \\u escape in JSON.") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -60,8 +87,9 @@ def build_user_turn(prompt: str, images: list | None = None, video: dict | None 
     content: list[dict] = [{"type": "image", "image": img} for img in images or []]
     if video is not None:
         content.append(video)
+    prompt = check_text(prompt, "prompt")
     if prompt:
-        content.append({"type": "text", "text": prompt})
+        content.append({"type": "text", "text": neutralise_special_tokens(prompt)})
     return {"role": "user", "content": content}
 
 
@@ -70,27 +98,34 @@ def build_messages(prompt: str, images: list | None = None, system_prompt: str =
     """System turn (if any) + earlier turns of ``chat`` (if any) + one new user turn.
 
     Refuses a turn with neither text, image nor video. When ``chat`` continues a conversation, its own system
-    prompt (from the first turn) is kept and ``system_prompt`` is not used. ``chat`` is never modified.
+    prompt (from the first turn) is kept and ``system_prompt`` is not used. ``chat`` is never modified. Typed text
+    goes in as data: control tokens such as ``<|im_end|>`` are neutralised (:func:`neutralise_special_tokens`).
     """
-    prompt = prompt or ""
+    prompt = check_text(prompt, "prompt")
+    system_prompt = check_text(system_prompt, "system_prompt")
     if not prompt.strip() and not images and video is None:
         raise InputError("prompt", "is empty and no image or video is connected.",
                          "Type a question or instruction, or connect an image or a video.")
     messages: list[dict] = []
     if chat is not None:
         chat = check_chat(chat)
-        if system_prompt and system_prompt.strip() and system_prompt != chat.system_prompt:
+        if system_prompt and system_prompt.strip() and neutralise_special_tokens(system_prompt) != chat.system_prompt:
             logger.info("system_prompt ignored: a connected chat keeps the system prompt of its first turn.")
         messages.extend(chat.messages)
     elif system_prompt and system_prompt.strip():
-        messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+        messages.append({"role": "system", "content": [{"type": "text",
+                                                         "text": neutralise_special_tokens(system_prompt)}]})
     messages.append(build_user_turn(prompt, images, video))
     return messages
 
 
 def extend_chat(messages: list[dict], answer: str) -> Chat:
-    """The conversation ``messages`` plus the assistant's ``answer``, as a new :class:`Chat`."""
-    reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+    """The conversation ``messages`` plus the assistant's ``answer``, as a new :class:`Chat`.
+
+    The stored answer is neutralised like typed text: a model that spells ``<|im_start|>`` in plain tokens cannot
+    open a turn in the next question of the chat.
+    """
+    reply = {"role": "assistant", "content": [{"type": "text", "text": neutralise_special_tokens(answer)}]}
     return Chat(tuple(messages) + (reply,))
 
 

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import InputError
+
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes 0 .. 2**64 - 1 (ComfyUI's seed widgets stop there too)
+# Usable ranges of the Custom sampling values: finite, and far enough from 0 that logits / temperature and
+# logits * penalty stay finite in float16 (a denormal temperature such as 1e-310 turns every score into inf).
+SAMPLING_RANGES = {"temperature": (1e-3, 100.0), "top_p": (1e-6, 1.0), "repetition_penalty": (1e-2, 100.0),
+                   "presence_penalty": (0.0, 100.0)}
+RANGE_TEXT = {"temperature": "> 0 (a finite number from 0.001 to 100)", "top_p": "in (0, 1] (a finite number)",
+              "repetition_penalty": "> 0 (a finite number from 0.01 to 100)",
+              "presence_penalty": ">= 0 (a finite number up to 100)"}
+SAMPLING_ADVICE = {
+    "temperature": "Use the Greedy preset for deterministic output, or a temperature like 0.7.",
+    "top_p": "Use e.g. 0.8 (1.0 = no limit).",
+    "repetition_penalty": "Use 1.0 for no penalty.",
+    "presence_penalty": "Use 0 for no penalty, or Qwen's 1.5.",
+}
 
 PRESET_NAMES = ("VL", "Text", "Thinking", "Greedy", "Custom")
 
@@ -73,28 +89,38 @@ def resolve_options(preset: str, max_new_tokens: int, seed: int = 0, temperature
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
         raise InputError("max_new_tokens", f"must be a whole number >= 1, got {max_new_tokens!r}.",
                          "Set how many tokens the answer may have, e.g. 512.")
-    if not isinstance(seed, int) or seed < 0:
-        raise InputError("seed", f"must be a whole number >= 0, got {seed!r}.", "Use e.g. 0.")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise InputError("seed", f"must be a whole number from 0 to 2**64 - 1, got {_short(seed)}.", "Use e.g. 0.")
     if preset != "Custom":
         p = PRESETS[preset]
         return GenerationOptions(max_new_tokens=max_new_tokens, do_sample=p["do_sample"],
                                  temperature=p["temperature"], top_p=p["top_p"], top_k=p["top_k"],
                                  repetition_penalty=p["repetition_penalty"],
                                  presence_penalty=p["presence_penalty"], seed=seed, preset=preset)
-    if not temperature > 0:
-        raise InputError("temperature", f"must be > 0 for sampling, got {temperature!r}.",
-                         "Use the Greedy preset for deterministic output, or a temperature like 0.7.")
-    if not 0 < top_p <= 1:
-        raise InputError("top_p", f"must be in (0, 1], got {top_p!r}.", "Use e.g. 0.8 (1.0 = no limit).")
-    if top_k < 0:
-        raise InputError("top_k", f"must be >= 0, got {top_k!r}.", "Use e.g. 20 (0 = no limit).")
-    if not repetition_penalty > 0:
-        raise InputError("repetition_penalty", f"must be > 0, got {repetition_penalty!r}.",
-                         "Use 1.0 for no penalty.")
-    if presence_penalty < 0:
-        raise InputError("presence_penalty", f"must be >= 0, got {presence_penalty!r}.",
-                         "Use 0 for no penalty, or Qwen's 1.5.")
+    values = {"temperature": temperature, "top_p": top_p, "repetition_penalty": repetition_penalty,
+              "presence_penalty": presence_penalty}
+    for name, value in values.items():
+        check_sampling_value(name, value)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
+        raise InputError("top_k", f"must be a whole number >= 0, got {_short(top_k)}.", "Use e.g. 20 (0 = no limit).")
     return GenerationOptions(max_new_tokens=max_new_tokens, do_sample=True, temperature=float(temperature),
                              top_p=float(top_p), top_k=int(top_k),
                              repetition_penalty=float(repetition_penalty),
                              presence_penalty=float(presence_penalty), seed=seed, preset=preset)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_sampling_value(name: str, value) -> float:
+    """A Custom sampling value (from a widget, a wired FLOAT node, the API or the CLI) inside its usable range.
+
+    NaN, inf, denormals and other values that would turn the model's scores into NaN/inf are refused.
+    """
+    lo, hi = SAMPLING_RANGES[name]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and lo <= value <= hi):
+        raise InputError(name, f"must be {RANGE_TEXT[name]}, got {_short(value)}.", SAMPLING_ADVICE[name])
+    return float(value)

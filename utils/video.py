@@ -27,6 +27,7 @@ TOKEN_SIDE = 32  # one visual token covers 32x32 pixels (patch 16, spatial merge
 TEMPORAL_PATCH = 2  # frames per temporal group (one timestamp each)
 MIN_FRAMES = 4  # qwen-vl-utils' FPS_MIN_FRAMES: even a clip under 2 s gets two temporal groups
 CHUNK_FRAMES = 8  # frames converted at once: bounds the float working set
+MIN_FPS, MAX_FPS = 1e-3, 1e4  # frame rates outside this are typing errors (or NaN/inf/denormals from a wire)
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,13 @@ class VideoSampling:
 def video_sampling(video_fps: float, sample_fps: float = 2.0, max_frames: int = 64,
                    max_frame_tokens: int = 256) -> VideoSampling:
     """Check the video inputs; errors name the input to fix."""
-    if not _positive_number(video_fps):
-        raise InputError("video_fps", f"must be a frame rate > 0, got {video_fps!r}.",
+    if not _fps_in_range(video_fps):
+        raise InputError("video_fps", f"must be a frame rate from {MIN_FPS:g} to {MAX_FPS:g}, got {video_fps!r}.",
                          "Connect the fps output of your video loader (VHS video_info loaded_fps, core Get Video "
                          "Components fps) or type the clip's frame rate, e.g. 24, 25 or 30.")
-    if not _positive_number(sample_fps):
-        raise InputError("sample_fps", f"must be > 0 frames per second, got {sample_fps!r}.",
+    if not _fps_in_range(sample_fps):
+        raise InputError("sample_fps", f"must be from {MIN_FPS:g} to {MAX_FPS:g} frames per second, got "
+                         f"{sample_fps!r}.",
                          "Use 2 (Qwen's default); lower it for long clips, raise it for fast action.")
     if not _whole(max_frames) or max_frames < 1:
         raise InputError("max_frames", f"must be a whole number >= 1, got {max_frames!r}.",
@@ -60,6 +62,11 @@ def video_sampling(video_fps: float, sample_fps: float = 2.0, max_frames: int = 
 
 def _positive_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _fps_in_range(value) -> bool:
+    """A finite frame rate in MIN_FPS..MAX_FPS (a denormal such as 1e-310 would make the clip infinitely long)."""
+    return _positive_number(value) and MIN_FPS <= value <= MAX_FPS
 
 
 def _whole(value) -> bool:
