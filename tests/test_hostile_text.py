@@ -240,7 +240,9 @@ def _long(words: int) -> str:
 
 
 @pytest.mark.parametrize("input_name", ["prompt", "system_prompt", "chat", "image", "video"])
-def test_context_overflow_names_the_input_that_is_too_large(dense, input_name):
+def test_context_overflow_names_the_input_that_is_too_large(dense, input_name, monkeypatch):
+    config = getattr(dense.model.config, "text_config", dense.model.config)
+    monkeypatch.setattr(config, "max_position_embeddings", 4096)  # the tiny model has room for 32768
     kwargs: dict = {"prompt": "Describe."}
     if input_name == "prompt":
         kwargs["prompt"] = _long(3000)
