@@ -17,7 +17,7 @@ from ..utils.errors import InputError
 from ..utils.messages import collect_media
 from ..utils.presets import GenerationOptions
 from ..utils.sampling import PresencePenaltyLogitsProcessor, StepCallback
-from ..utils.text import split_thinking
+from ..utils.text import THINK_OPEN, split_thinking
 from .compat import pixel_budget_kwargs
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     if on_step is not None:
         stopping.append(StepCallback(on_step, prompt_len))
     if on_text is not None:
-        stopping.append(LiveText(on_text, processor.tokenizer, prompt_len, text_interval))
+        opens = opens_think(processor.tokenizer, inputs["input_ids"][0])
+        stopping.append(LiveText(on_text, processor.tokenizer, prompt_len, text_interval, opens))
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     with torch.random.fork_rng(devices=_cuda_devices()), torch.inference_mode():
@@ -149,11 +150,26 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     return results
 
 
-class LiveText:
-    """A stopping criterion (never stops) that shows row 0's text so far, decoded only when an update is due."""
+def opens_think(tokenizer, prompt_ids) -> bool:
+    """True when the prompt ends inside ``<think>`` (Thinking templates): the answer starts with reasoning."""
+    return tokenizer.decode(prompt_ids[-4:].tolist()).rstrip().endswith(THINK_OPEN)
 
-    def __init__(self, on_text: Callable[[str, str], object], tokenizer, prompt_length: int, interval: float):
+
+def _reopen(raw: str) -> str:
+    """Put back the ``<think>`` the prompt opened (unless the model wrote one itself)."""
+    return raw if raw.lstrip().startswith(THINK_OPEN) else THINK_OPEN + raw
+
+
+class LiveText:
+    """A stopping criterion (never stops) that shows row 0's text so far, decoded only when an update is due.
+
+    ``opens_think``: the prompt opened ``<think>``, so text without ``</think>`` yet is reasoning.
+    """
+
+    def __init__(self, on_text: Callable[[str, str], object], tokenizer, prompt_length: int, interval: float,
+                 opens_think: bool = False):
         self.on_text, self.tokenizer, self.prompt_length, self.interval = on_text, tokenizer, prompt_length, interval
+        self.opens_think = opens_think
         self.last = time.monotonic()
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
@@ -161,7 +177,7 @@ class LiveText:
         if now - self.last >= self.interval:
             self.last = now
             raw = self.tokenizer.decode(input_ids[0, self.prompt_length:].tolist(), skip_special_tokens=True)
-            self.on_text(*split_thinking(raw))
+            self.on_text(*split_thinking(_reopen(raw) if self.opens_think else raw))
         return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
 
 
@@ -215,7 +231,8 @@ def _decode(processor, inputs, counts: list[tuple[int, int]], new_ids: torch.Ten
         prompt_ids = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
         rendered = tok.decode(prompt_ids, skip_special_tokens=False)
         raw = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        thinking, text = split_thinking(raw)
+        opened = rendered.rstrip().endswith(THINK_OPEN)  # Thinking template: a cut-off answer is all reasoning
+        thinking, text = split_thinking(_reopen(raw) if opened else raw)
         n_img, n_vid = counts[row]
         results.append(GenerationResult(
             text=text, thinking=thinking, raw_text=raw, token_ids=ids, prompt_tokens=len(prompt_ids),
