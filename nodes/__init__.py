@@ -6,12 +6,15 @@ from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
 from .memory import Qwen3VLUnload
+from .option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
 from .server import Qwen3VLServerModel
 
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_ServerModel": Qwen3VLServerModel,
     "Qwen3VL_Generate": Qwen3VLGenerate,
+    "Qwen3VL_Sampling": Qwen3VLSampling,
+    "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
     "Qwen3VL_Unload": Qwen3VLUnload,
@@ -25,6 +28,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL Model Loader",
     "Qwen3VL_ServerModel": "Qwen3-VL Server Model",
     "Qwen3VL_Generate": "Qwen3-VL Generate",
+    "Qwen3VL_Sampling": "Qwen3-VL Sampling",
+    "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",
     "Qwen3VL_Grounding": "Qwen3-VL Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
     "Qwen3VL_Unload": "Qwen3-VL Unload Models",
