@@ -139,17 +139,20 @@ def show_text(text: str) -> None:
 class NodeFeedback:
     """A running node's progress bar and live text, both throttled; Cancel is honoured at every step.
 
-    The bar moves at most once per ``interval`` seconds, plus its first and its last value (``finish``);
-    ``on_text(thinking, answer)`` shows the text so far (the engines already call it at most every 0.1 s and
-    once at the end). ``heading()`` (optional) is put above the text, e.g. which image is being captioned.
+    The bar moves at most once per ``interval`` seconds, plus its first and its last value (``finish``).
+    ``on_text(thinking, answer)`` shows the text so far; the engines call it at most every 0.1 s plus once per
+    answer, and this throttle (a little looser, so that it never drops their regular updates) bounds the bursts
+    of final texts from many quick caption batches; ``finish`` shows the last text if it was held back.
+    ``heading()`` (optional) is put above the text, e.g. which image is being captioned.
     """
 
     def __init__(self, total: int, heading=None, interval: float = UPDATE_INTERVAL):
         self.total = max(1, int(total))
         self.bar = progress_bar(self.total)
         self.heading = heading
-        self.throttle = Throttle(interval)
+        self.throttle, self.text_throttle = Throttle(interval), Throttle(interval * 0.8)
         self.value = self.shown = None
+        self.text = self.text_shown = ""
 
     def on_step(self, new_tokens: int) -> bool:
         """The engines' per-decode-step hook: Cancel check every time, the bar only when an update is due."""
@@ -165,13 +168,22 @@ class NodeFeedback:
             self._draw()
 
     def on_text(self, thinking: str, answer: str) -> None:
-        if thinking or answer:  # nothing written yet: nothing to show
-            show_text(live_text(thinking, answer, self.heading() if self.heading is not None else ""))
+        if not (thinking or answer):  # nothing written yet: nothing to show
+            return
+        self.text = live_text(thinking, answer, self.heading() if self.heading is not None else "")
+        if self.text_throttle.due():
+            self._show()
 
     def finish(self) -> None:
-        """Draw the last value if the throttle held it back."""
+        """Draw the last value and show the last text if the throttles held them back."""
         if self.bar is not None and self.value is not None and self.value != self.shown:
             self._draw()
+        if self.text != self.text_shown:
+            self._show()
+
+    def _show(self) -> None:
+        self.text_shown = self.text
+        show_text(self.text)
 
     def _draw(self) -> None:
         self.shown = self.value

@@ -105,6 +105,17 @@ def test_live_text_marks_thinking_and_keeps_the_end():
     assert long == "…" + ("a" * 7) + "END"
 
 
+def test_node_feedback_bounds_text_bursts_and_always_shows_the_last(comfy):
+    feedback = comfy_services.NodeFeedback(100)
+    for i in range(50):  # e.g. the final captions of 50 quick batches, all within a few milliseconds
+        feedback.on_text("", f"caption {i}")
+    assert comfy.texts == ["caption 0"]
+    feedback.finish()
+    assert comfy.texts == ["caption 0", "caption 49"]
+    feedback.finish()  # nothing new: nothing sent
+    assert len(comfy.texts) == 2
+
+
 # --- nodes, in-process engine -----------------------------------------------------------------------------------
 
 def test_generate_256_tokens_sends_throttled_progress_and_text(dense, comfy, monkeypatch):
