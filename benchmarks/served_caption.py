@@ -144,17 +144,17 @@ def main() -> int:
         _check_same_work(args.url, model, images, prompt, args.tokens)
         rows = {"ours16": [], "plain16": [], "ours1": []}
         for r in range(args.rounds):  # alternate who goes first: the server's caches favour the second sender
-            pair = [("ours16", lambda: ours(args.url, images, prompt, args.tokens, 16)),
-                    ("plain16", lambda: plain_client(args.url, model, images, prompt, args.tokens, 16))]
-            for name, run in pair if r % 2 == 0 else pair[::-1]:
-                rows[name].append(run()[0])
+            pair = [("ours16", ours, (args.url, images, prompt, args.tokens, 16)),
+                    ("plain16", plain_client, (args.url, model, images, prompt, args.tokens, 16))]
+            for name, run, run_args in pair if r % 2 == 0 else pair[::-1]:
+                rows[name].append(run(*run_args)[0])
             if n <= 16:
                 rows["ours1"].append(ours(args.url, images, prompt, args.tokens, 1)[0])
         med = {k: statistics.median(v) for k, v in rows.items() if v}
         sys.stdout.write(f"{n} images x {args.tokens} tokens, {args.rounds} interleaved rounds (median s): "
                          + ", ".join(f"{k} {v:.2f}" for k, v in med.items()) + "\n")
         sys.stdout.write(f"  S1 (ours / plain client, concurrency 16) = {med['plain16'] / med['ours16']:.3f}"
-                         f"   per round: {[round(p / o, 3) for o, p in zip(rows['ours16'], rows['plain16'])]}\n")
+                         f"   per round: {[round(p / o, 3) for o, p in zip(rows['ours16'], rows['plain16'], strict=True)]}\n")
         if "ours1" in med:
             sys.stdout.write(f"  S2 (concurrency 16 / 1, throughput) = {med['ours1'] / med['ours16']:.2f}x\n")
     return 0

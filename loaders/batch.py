@@ -20,6 +20,7 @@ from ..utils.image_files import iter_readable
 from ..utils.images import pil_to_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
+from ..utils.text import check_answers_complete
 from .backends import Hooks, backend_for, check_budget
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def iter_captions(bundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
     try:
         for group in backend.generate_stream(conversations, job.options, budget, job.batch_size,
                                              Hooks(on_step=on_step, on_text=on_text), before_batch):
+            check_answers_complete([r for _, r in group], job.options.max_new_tokens, "image")  # never a draft
             yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in group]
     finally:
         backend.release()

@@ -20,7 +20,14 @@ import torch
 
 from ..utils.errors import ModelLoadError
 from . import options as opt
-from .resolve import FAMILIES, check_tokenizer_files, check_weights, read_family, resolve_model_path
+from .resolve import (
+    FAMILIES,
+    check_tokenizer_files,
+    check_weights,
+    read_family,
+    read_own_quantization,
+    resolve_model_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +93,8 @@ def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "aut
     check_tokenizer_files(path, input_name)
     device = opt.resolve_device(device)
     dtype = opt.resolve_dtype(dtype, device)
-    attention = opt.resolve_attention(attention, device)
+    attention = opt.resolve_attention(attention, device, dtype)
+    opt.check_quantization(quantization, family, read_own_quantization(path))
     opt.quantization_config(quantization, dtype)  # raises early if bitsandbytes is missing
     return CacheKey(str(path), family, dtype, attention, quantization, device, bool(trust_remote_code))
 
@@ -189,6 +197,10 @@ def _load_from_disk(key: CacheKey, input_name: str = "model"):
     except (OSError, ValueError, SafetensorError) as err:
         raise ModelLoadError(input_name, f"the weights in {key.path!r} cannot be loaded ({err}).",
                              "Re-download the model, or try another dtype/quantization.") from err
+    except ImportError as err:  # e.g. a GPTQ/AWQ folder whose quantization package is not installed
+        raise ModelLoadError(input_name, f"loading {key.path!r} needs a package that is not installed ({err}).",
+                             "Install it with ComfyUI's own Python (pip install ...), or choose another "
+                             "model folder.") from err
     _check_vision_tokens(model, processor, key.path, input_name)
     logger.info("loaded %s from %s (%s, %s, %s, %s) in %.2f s", cls.__name__, Path(key.path).name,
                 key.dtype, key.attention, key.quantization, key.device, time.perf_counter() - start)

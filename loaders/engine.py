@@ -17,7 +17,7 @@ from ..utils.errors import InputError
 from ..utils.messages import collect_media
 from ..utils.presets import GenerationOptions
 from ..utils.sampling import PresencePenaltyLogitsProcessor, StepCallback
-from ..utils.text import THINK_OPEN, split_thinking
+from ..utils.text import ends_in_thinking, prompt_opens_think, split_thinking
 from .compat import pixel_budget_kwargs
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class GenerationResult:
     seconds: float = 0.0
     completion_tokens: int | None = None  # served engines report a count, not the ids
     finish_reason: str | None = None  # served engines: "stop" or "length"
+    answer_cut_off: bool = False  # the output stopped while thinking: no answer (text empty), see utils.text
 
     @property
     def new_tokens(self) -> int:
@@ -134,8 +135,8 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     if on_step is not None:
         stopping.append(StepCallback(on_step, prompt_len))
     if on_text is not None:
-        opens = opens_think(processor.tokenizer, inputs["input_ids"][0])
-        stopping.append(LiveText(on_text, processor.tokenizer, prompt_len, text_interval, opens))
+        tail = processor.tokenizer.decode(inputs["input_ids"][0, -8:].tolist(), skip_special_tokens=False)
+        stopping.append(LiveText(on_text, processor.tokenizer, prompt_len, text_interval, prompt_opens_think(tail)))
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     with torch.random.fork_rng(devices=_cuda_devices()), torch.inference_mode():
@@ -150,26 +151,13 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     return results
 
 
-def opens_think(tokenizer, prompt_ids) -> bool:
-    """True when the prompt ends inside ``<think>`` (Thinking templates): the answer starts with reasoning."""
-    return tokenizer.decode(prompt_ids[-4:].tolist()).rstrip().endswith(THINK_OPEN)
-
-
-def _reopen(raw: str) -> str:
-    """Put back the ``<think>`` the prompt opened (unless the model wrote one itself)."""
-    return raw if raw.lstrip().startswith(THINK_OPEN) else THINK_OPEN + raw
-
-
 class LiveText:
-    """A stopping criterion (never stops) that shows row 0's text so far, decoded only when an update is due.
-
-    ``opens_think``: the prompt opened ``<think>``, so text without ``</think>`` yet is reasoning.
-    """
+    """A stopping criterion (never stops) that shows row 0's text so far, decoded only when an update is due."""
 
     def __init__(self, on_text: Callable[[str, str], object], tokenizer, prompt_length: int, interval: float,
-                 opens_think: bool = False):
+                 opened: bool = False):
         self.on_text, self.tokenizer, self.prompt_length, self.interval = on_text, tokenizer, prompt_length, interval
-        self.opens_think = opens_think
+        self.opened = opened  # the prompt opened <think> (Thinking models): text before </think> is thinking
         self.last = time.monotonic()
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
@@ -177,7 +165,7 @@ class LiveText:
         if now - self.last >= self.interval:
             self.last = now
             raw = self.tokenizer.decode(input_ids[0, self.prompt_length:].tolist(), skip_special_tokens=True)
-            self.on_text(*split_thinking(_reopen(raw) if self.opens_think else raw))
+            self.on_text(*split_thinking(raw, self.opened))
         return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
 
 
@@ -231,13 +219,14 @@ def _decode(processor, inputs, counts: list[tuple[int, int]], new_ids: torch.Ten
         prompt_ids = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
         rendered = tok.decode(prompt_ids, skip_special_tokens=False)
         raw = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        opened = rendered.rstrip().endswith(THINK_OPEN)  # Thinking template: a cut-off answer is all reasoning
-        thinking, text = split_thinking(_reopen(raw) if opened else raw)
+        opened = prompt_opens_think(rendered)
+        thinking, text = split_thinking(raw, opened)
         n_img, n_vid = counts[row]
         results.append(GenerationResult(
             text=text, thinking=thinking, raw_text=raw, token_ids=ids, prompt_tokens=len(prompt_ids),
             rendered_prompt=rendered, visual_tokens=image_counts[img_i:img_i + n_img],
-            video_tokens=video_counts[vid_i:vid_i + n_vid], seconds=elapsed))
+            video_tokens=video_counts[vid_i:vid_i + n_vid], seconds=elapsed,
+            answer_cut_off=ends_in_thinking(raw, opened)))
         img_i += n_img
         vid_i += n_vid
     return results

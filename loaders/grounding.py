@@ -10,6 +10,7 @@ from ..utils.grounding_render import GroundingOutputs, grounding_outputs
 from ..utils.images import check_image_batch, to_uint8_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
+from ..utils.text import check_answers_complete
 from .tasks import run_conversations
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def ground(bundle, image, target: str, mode: str, options: GenerationOptions,
     conversations = [build_messages(prompt, [frame]) for frame in frames]
     results = run_conversations(bundle, conversations, options, max_visual_tokens=max_visual_tokens,
                                 on_step=on_step, on_text=on_text)
+    check_answers_complete(results, options.max_new_tokens, "image")  # no boxes from draft reasoning
     texts = [r.text for r in results]
     logger.debug("grounding answers: %s", texts)
     return grounding_outputs(image, texts, "qwen3", label_filter, index), join_answers(texts)

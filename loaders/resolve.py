@@ -34,7 +34,7 @@ def resolve_model_path(name: str, search_dirs: list[str], input_name: str = "mod
     """An absolute folder, or a folder name found in one of ``search_dirs`` (first match wins)."""
     name = (name or "").strip()
     if not name:
-        raise ModelLoadError(input_name, "no model chosen.",
+        raise ModelLoadError(input_name, f"no model chosen; {_folders_found(search_dirs)}.",
                              "Put a Qwen3-VL folder in ComfyUI/models/LLM/ and pick it, or give an "
                              "absolute folder in model_path.")
     candidate = Path(os.path.expanduser(name))
@@ -47,10 +47,19 @@ def resolve_model_path(name: str, search_dirs: list[str], input_name: str = "mod
         path = Path(base) / name
         if path.is_dir():
             return path.resolve()
-    raise ModelLoadError(input_name, f"no folder named {name!r} in the LLM model paths "
-                         f"({', '.join(search_dirs) or 'none registered'}).",
-                         "Put the model folder in ComfyUI/models/LLM/, or give an absolute folder "
-                         "in model_path.")
+    raise ModelLoadError(input_name, f"no folder named {name!r} in the LLM model paths; "
+                         f"{_folders_found(search_dirs)}.",
+                         "Pick one of those, put the model folder in ComfyUI/models/LLM/, or give an absolute "
+                         "folder in model_path (a workflow from another machine may name a folder you call "
+                         "differently).")
+
+
+def _folders_found(search_dirs: list[str]) -> str:
+    """What is there, for an error: the model folders found and where they were looked for."""
+    where = ", ".join(search_dirs) or "none registered"
+    found = list_model_folders(search_dirs)
+    shown = ", ".join(found[:20]) + (f" and {len(found) - 20} more" if len(found) > 20 else "")
+    return f"folders found: {shown} (in {where})" if found else f"no model folder found (looked in {where})"
 
 
 def read_family(path: Path, input_name: str = "model") -> str:
@@ -71,6 +80,20 @@ def read_family(path: Path, input_name: str = "model") -> str:
                              "Qwen3-VL (expected 'qwen3_vl' or 'qwen3_vl_moe').",
                              "Choose a Qwen3-VL model folder (dense 2B-32B or MoE 30B-A3B/235B-A22B).")
     return model_type
+
+
+def read_own_quantization(path: Path) -> str | None:
+    """The ``quant_method`` of the ``quantization_config`` in the folder's ``config.json`` (``fp8``, ``awq``,
+    ``gptq``, ``compressed-tensors``, ...), or None for plain weights. Such folders load with their own
+    quantization (transformers reads it from config.json); call after :func:`read_family`."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # read_family has already reported a damaged config.json
+    quant = config.get("quantization_config") if isinstance(config, dict) else None
+    if not isinstance(quant, dict) or not quant:
+        return None
+    return str(quant.get("quant_method") or quant.get("format") or "unknown method")
 
 
 def check_weights(path: Path, input_name: str = "model") -> None:

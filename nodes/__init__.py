@@ -8,6 +8,7 @@ from .loader import Qwen3VLModelLoader
 from .memory import Qwen3VLUnload
 from .option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
 from .server import Qwen3VLServerModel
+from .task import Qwen3VLParseTask, Qwen3VLTask
 
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
@@ -17,6 +18,8 @@ NODE_CLASS_MAPPINGS = {
     "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
+    "Qwen3VL_Task": Qwen3VLTask,
+    "Qwen3VL_ParseTask": Qwen3VLParseTask,
     "Qwen3VL_Unload": Qwen3VLUnload,
     "Qwen3VL_DownloadModel": Qwen3VLDownloadModel,
     "Qwen3VL_BatchCaption": Qwen3VLBatchCaption,
@@ -32,6 +35,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",
     "Qwen3VL_Grounding": "Qwen3-VL Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
+    "Qwen3VL_Task": "Qwen3-VL Task",
+    "Qwen3VL_ParseTask": "Qwen3-VL Parse Task",
     "Qwen3VL_Unload": "Qwen3-VL Unload Models",
     "Qwen3VL_DownloadModel": "Qwen3-VL Download Model",
     "Qwen3VL_BatchCaption": "Qwen3-VL Batch Caption",

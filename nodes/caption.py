@@ -68,8 +68,11 @@ class Qwen3VLBatchCaption:
                                        "tooltip": "Images per generate call. Higher is faster until memory runs out; "
                                                   "captions are the same under Greedy."}),
                 "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": RUN_PRESET_TOOLTIP}),
-                "max_new_tokens": ("INT", {"default": 256, "min": 1, "max": 4096,
-                                           "tooltip": "Longest caption, in tokens (about 3/4 of a word each)."}),
+                "max_new_tokens": ("INT", {"default": 2048, "min": 1, "max": 40960,
+                                           "tooltip": "Longest caption, in tokens (about 3/4 of a word each). Thinking "
+                                                      "models reason before the caption and need room (Qwen suggests "
+                                                      "up to 40960): a caption cut off while still thinking is an "
+                                                      "error, never a draft caption."}),
                 "prefix": ("STRING", {"default": "", "tooltip": "Put before every caption, e.g. a trigger word "
                                       "'ohwx woman'; joined with ', '."}),
                 "suffix": ("STRING", {"default": "", "tooltip": "Put after every caption; joined with ', '."}),

@@ -50,14 +50,19 @@ class Qwen3VLGenerate:
                 "prompt": ("STRING", {"multiline": True, "default": "Describe this image.",
                                       "tooltip": "Your question or instruction."}),
                 "preset": (list(GENERATE_PRESETS), {"default": "VL", "tooltip": RUN_PRESET_TOOLTIP}),
-                "max_new_tokens": ("INT", {"default": 512, "min": 1, "max": 40960,
-                                           "tooltip": "Longest answer, in tokens (about 3/4 of a word each)."}),
+                "max_new_tokens": ("INT", {"default": 4096, "min": 1, "max": 40960,
+                                           "tooltip": "Longest answer, in tokens (about 3/4 of a word each). Instruct "
+                                                      "models stop by themselves, so room costs nothing. Thinking "
+                                                      "models reason first and need it (Qwen suggests up to 40960): "
+                                                      "an answer cut off while still thinking gives an empty text, "
+                                                      "the reasoning in thinking and a note in info."}),
             },
             "optional": {
                 "system_prompt": ("STRING", {"multiline": True, "default": "",
                                              "tooltip": "Optional system instruction (role, style, output format)."}),
                 "image": ("IMAGE", {"tooltip": "Optional image batch; every image goes into the question, in order. "
-                                               "Grey images become RGB; an alpha channel is dropped."}),
+                                               "Grey images become RGB; transparent ones (RGBA) are put on "
+                                               "white, as Qwen's own tools do."}),
                 "min_visual_tokens": ("INT", {"default": 0, "min": 0, "max": 16384,
                                               "tooltip": "Fewest visual tokens per image (1 token = 32x32 pixels); "
                                                          "small images are upscaled to reach it. 0 = model default."}),

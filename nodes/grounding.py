@@ -50,8 +50,10 @@ class Qwen3VLGrounding:
                                       "('the red car') or several categories separated by commas ('cat, dog')."}),
                 "mode": (list(GROUNDING_MODES), {"default": "boxes", "tooltip": "boxes: ask for bounding boxes. "
                          "points: ask for one point per object (bboxes stays empty; mask gets small discs)."}),
-                "max_new_tokens": ("INT", {"default": 1024, "min": 1, "max": 16384, "tooltip": "Longest answer, in "
-                                   "tokens (about 20 per box). A list cut off here keeps its complete objects."}),
+                "max_new_tokens": ("INT", {"default": 4096, "min": 1, "max": 40960, "tooltip": "Longest answer, in "
+                                   "tokens (about 20 per box). A list cut off here keeps its complete objects. Thinking "
+                                   "models reason first and need room (Qwen suggests up to 40960): stopped while "
+                                   "still thinking is an error (no boxes are taken from the draft)."}),
                 "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": RUN_PRESET_TOOLTIP}),
             },
             "optional": dict(SELECTION_INPUTS, max_visual_tokens=(

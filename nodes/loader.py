@@ -30,13 +30,18 @@ class Qwen3VLModelLoader:
                                                "extra_model_paths.yaml). It needs config.json, *.safetensors, "
                                                "tokenizer and processor files."}),
                 "dtype": (list(DTYPES), {"default": "auto", "tooltip": "Weight precision. auto: bf16 on CUDA GPUs "
-                                         "that support it, fp16 on other GPUs, fp32 on CPU."}),
+                                         "with native bf16 (compute capability 8.0+: RTX 30xx/40xx, A100, H100), fp16 "
+                                         "on older GPUs (T4, RTX 20xx, V100) and Apple GPUs, fp32 on CPU."}),
                 "attention": (list(ATTENTIONS), {"default": "auto", "tooltip": "Attention kernel. auto: "
-                              "flash_attention_2 when flash-attn is installed on CUDA, else sdpa. "
-                              "flash_attention_2 without flash-attn falls back to sdpa with a warning."}),
+                              "flash_attention_2 when flash-attn is installed on CUDA and dtype is bf16/fp16, else "
+                              "sdpa. flash_attention_2 without flash-attn, or with fp32, falls back to sdpa with a "
+                              "warning."}),
                 "quantization": (list(QUANTIZATIONS), {"default": "none", "tooltip": "Load the language model "
-                                 "in 8-bit or 4-bit with bitsandbytes (pip install bitsandbytes) to save memory; "
-                                 "the vision tower and output head stay in full precision."}),
+                                 "of a dense Qwen3-VL (2B-32B) in 8-bit or 4-bit with bitsandbytes (pip install "
+                                 "bitsandbytes) to save memory; the vision tower and output head stay in full "
+                                 "precision. Refused for MoE models (30B-A3B, 235B-A22B: bitsandbytes leaves their "
+                                 "experts unquantized; use their FP8/AWQ/GPTQ checkpoints) and for folders that are "
+                                 "already quantized (FP8, AWQ, GPTQ: leave none, they load with their own)."}),
                 "device": (list(DEVICES), {"default": "auto", "tooltip": "Where to run. auto: ComfyUI's device. "
                            "multi-gpu: spread the model over every GPU (accelerate device_map=auto)."}),
                 "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Keep the model in memory between runs. "
@@ -50,6 +55,16 @@ class Qwen3VLModelLoader:
                                       "folder's author (a warning is logged when on)."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        """Taking ``model`` here makes ComfyUI skip its own check that the value is in the folder list, so that
+        model_path can override it and a workflow from another machine (other folder names, or an empty
+        models/LLM) still runs. The folder is checked when the node runs: a missing one is an error that
+        lists the folders found."""
+        if not isinstance(model, str):
+            return f"expected a model folder name, got {type(model).__name__}"
+        return True
 
     def load(self, model, dtype, attention, quantization, device, keep_loaded, model_path="",
              trust_remote_code=False):

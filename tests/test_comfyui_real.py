@@ -3,6 +3,10 @@
 Runs only when COMFYUI_DIR points at a ComfyUI checkout (COMFYUI_PYTHON: a Python that can run it;
 COMFYUI_HARNESS: the harness folder, default ../shared/tools/comfyui_harness). Skipped otherwise,
 with the reason printed by ``pytest -ra``.
+
+Every workflow runs as a user opens it on a machine where its model is not in the list: models/LLM is an
+EMPTY folder and the tiny model is given only through the loader's model_path (the workflows name
+``Qwen3-VL-2B-Instruct``, which ComfyUI's own list check would reject without the loader's VALIDATE_INPUTS).
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ if not (HARNESS / "run_workflow.py").is_file():
 
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
+LOADER = "Qwen3VL_ModelLoader"
+SERVER = "Qwen3VL_ServerModel"
+VLLM_URL = os.environ.get("QWEN3VL_VLLM_URL", "")
+TASK_TOKENS, TINY_TOKENS = 5, 256  # Qwen3VL_Task's max_new_tokens widget (0 = task default) and the tier's value
 
 
 @pytest.fixture(scope="module")
 def comfy_env(tmp_path_factory):
-    """A models folder with the tiny model as models/LLM/Qwen3-VL-2B-Instruct, registered for ComfyUI."""
+    """An empty models/LLM registered for ComfyUI, and the tiny model in a folder outside every model path."""
     base = tmp_path_factory.mktemp("comfy_models")
-    model_dir = base / "LLM" / "Qwen3-VL-2B-Instruct"
+    (base / "LLM").mkdir()  # registered, and empty
+    model_dir = base / "elsewhere" / "my-tiny-qwen3vl"
     build = subprocess.run([PYTHON, str(ROOT / "tests" / "tiny_model.py"), str(model_dir), "dense"],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
@@ -44,28 +53,58 @@ def comfy_env(tmp_path_factory):
     images.mkdir()
     for i in range(3):
         shutil.copy(INPUTS[0], images / f"img_{i}.png")
-    return {"yaml": yaml, "images": images, "runs": base / "runs"}
+    return {"yaml": yaml, "images": images, "runs": base / "runs", "model": model_dir}
+
+
+def _harness(env: dict, *args: str) -> subprocess.CompletedProcess:
+    cmd = [PYTHON, str(HARNESS / "run_workflow.py"), *args, "--custom-node", str(ROOT), "--link-mode", "extra-paths",
+           "--run-root", str(env["runs"]), "--disable-api-nodes", "--isolate", "--timeout", "300",
+           f"--extra-arg=--extra-model-paths-config {env['yaml']}"]
+    for f in INPUTS:
+        cmd += ["--input", str(f)]
+    os_env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=os_env)
+
+
+def _widget_index(name: str) -> int:
+    from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
+
+    spec = Qwen3VLModelLoader.INPUT_TYPES()
+    return [*spec["required"], *spec.get("optional", {})].index(name)
 
 
 def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
     wf = json.loads(workflow.read_text(encoding="utf-8"))
+    loaders = [node for node in wf["nodes"] if node["type"] == LOADER]
+    servers = [node for node in wf["nodes"] if node["type"] == SERVER]
+    assert loaders or servers, f"{workflow.name} has no {LOADER} or {SERVER}"
+    if servers and not VLLM_URL:
+        pytest.skip(f"{workflow.name} needs a served model: set QWEN3VL_VLLM_URL (scripts/with_vllm.sh)")
+    for node in servers:
+        node["widgets_values"][0] = VLLM_URL  # base_url
+    for node in loaders:
+        assert node["widgets_values"][_widget_index("model")] == "Qwen3-VL-2B-Instruct"  # not in the empty list
+        node["widgets_values"][_widget_index("model_path")] = str(env["model"])
     for node in wf["nodes"]:
         if node["type"] == "Qwen3VL_LoadImageFolder":
             node["widgets_values"][0] = str(env["images"])
+        if node["type"] == "Qwen3VL_Task":  # random text to the task default (up to 4096 tokens) only costs time
+            node["widgets_values"][TASK_TOKENS] = TINY_TOKENS
     dst.write_text(json.dumps(wf), encoding="utf-8")
     return dst
 
 
+def test_models_folder_is_empty_in_comfyui(comfy_env):
+    out = _harness(comfy_env, "--object-info-only", LOADER)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    info = json.loads(out.stdout[out.stdout.index("{"):])
+    assert info[LOADER]["input"]["required"]["model"][0] == ["(no Qwen3-VL folder found in models/LLM)"]
+
+
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
-def test_workflow_runs_in_real_comfyui(workflow, comfy_env, tmp_path):
+def test_workflow_runs_in_real_comfyui_with_model_path_only(workflow, comfy_env, tmp_path):
     wf = _prepare(workflow, comfy_env, tmp_path / workflow.name)
-    cmd = [PYTHON, str(HARNESS / "run_workflow.py"), str(wf), "--custom-node", str(ROOT), "--link-mode", "extra-paths",
-           "--run-root", str(comfy_env["runs"]), "--disable-api-nodes", "--isolate", "--timeout", "300",
-           f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
-    for f in INPUTS:
-        cmd += ["--input", str(f)]
-    env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, PYTHONDONTWRITEBYTECODE="1")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    out = _harness(comfy_env, str(wf))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     result = json.loads(out.stdout[out.stdout.index("{"):])
     assert result["status"] == "success" and result["outputs"]

@@ -123,7 +123,10 @@ def test_thinking_prompt_cut_off_is_all_thinking(fake):
     bundle = connect(fake.url)
     bundle = served.ServerBundle(bundle.base_url, bundle.model, opens_think=True)
     result = ask(bundle, "hi 0", _greedy())
-    assert result.text == "" and result.thinking.startswith("thought0")
+    assert result.text == "" and result.thinking.startswith("thought0") and result.answer_cut_off
+    job = make_job("custom", _greedy(), "caption", batch_size=1)
+    with pytest.raises(InputError, match="^max_new_tokens:"):  # a draft is never a caption
+        caption_images(bundle, [_chw(64, 64)], job)
 
 
 def test_requests_in_flight_are_bounded_and_answers_keep_input_order(fake):

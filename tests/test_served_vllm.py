@@ -20,13 +20,14 @@ import torch
 from qwen3vl_pack.loaders.backends import served
 from qwen3vl_pack.loaders.backends.served import connect
 from qwen3vl_pack.loaders.cache import load_model
+from qwen3vl_pack.loaders.compat import transformers_major
 from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.nodes.grounding import Qwen3VLGrounding
 from qwen3vl_pack.nodes.server import Qwen3VLServerModel
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.messages import build_messages
-from qwen3vl_pack.utils.node_options import check_sampling
+from qwen3vl_pack.utils.node_options import check_sampling, check_video_options
 from qwen3vl_pack.utils.openai_messages import to_openai
 from qwen3vl_pack.utils.video import prepare_video, video_sampling
 
@@ -131,16 +132,20 @@ def test_video_timestamps_match_the_local_path(server, local, frames, fps, max_f
     inputs, _ = prepare_inputs(local.processor, [conversation])
     local_prompt = local.processor.tokenizer.decode(inputs["input_ids"][0])
     assert STAMP.findall(served_prompt) == STAMP.findall(local_prompt) != []
-    assert len(_tokenize(server, conversation)) == inputs["input_ids"].shape[1]
+    assert served_prompt.count("<|video_pad|>") == local_prompt.count("<|video_pad|>") > 0
+    # transformers 4.57 drops the outer <|vision_start|><|vision_end|> around the per-frame blocks (5.x and
+    # vLLM keep them): whole prompts are as long on 5.x only
+    extra = 0 if transformers_major() >= 5 else 2
+    assert len(_tokenize(server, conversation)) == inputs["input_ids"].shape[1] + extra
     text, _, info, _ = Qwen3VLGenerate().generate(server, "Describe the video.", "Greedy", 8, video=clip,
-                                                  video_fps=fps, max_frames=max_frames, max_video_frame_tokens=64)
-    assert "timestamp" in info and _info_number(info, "prompt tokens") == inputs["input_ids"].shape[1]
+                                                  video_fps=fps, video_options=check_video_options(2.0, max_frames, 64))
+    assert "timestamp" in info and _info_number(info, "prompt tokens") == inputs["input_ids"].shape[1] + extra
 
 
 def test_grounding(server):
     images = _images(2, 256, 320)
     bboxes, mask, preview, json_text, text = Qwen3VLGrounding().ground(server, images, "cat", "boxes", 64,
-                                                                       "Greedy", 0)
+                                                                       "Greedy")
     assert len(bboxes) == 2 and tuple(mask.shape) == (2, 256, 320) and tuple(preview.shape) == (2, 256, 320, 3)
     assert "=== image 1 ===" in text and "=== image 2 ===" in text
 

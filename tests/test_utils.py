@@ -18,10 +18,11 @@ def test_channels_become_rgb(channels):
     img = torch.rand(2, 5, 7, channels)
     out = check_image_batch(img)
     assert out.shape == (2, 5, 7, 3)
-    if channels in (3, 4):
-        assert torch.equal(out, img[..., :3])
-    else:
-        assert torch.equal(out[..., 1], img[..., 0]) and torch.equal(out[..., 2], img[..., 0])
+    color = img[..., :3] if channels >= 3 else img[..., :1].expand(-1, -1, -1, 3)
+    if channels in (2, 4):  # alpha: composited on white
+        alpha = img[..., -1:]
+        color = color * alpha + (1 - alpha)
+    assert torch.allclose(out, color)
 
 
 def test_uint8_conversion_matches_pil_rounding():

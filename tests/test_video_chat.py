@@ -46,7 +46,7 @@ def _run(bundle, prompt="What happens?", **kwargs):
     (60, 30.0, 2.0, 64, [0, 20, 39, 59]),            # 2 s at 2 fps: 4 frames, first to last
     (300, 30.0, 2.0, 8, [0, 43, 85, 128, 171, 214, 256, 299]),  # capped: spread over all 10 s
     (1, 30.0, 2.0, 64, [0, 0]),                      # one frame is repeated (temporal patch 2)
-    (5, 30.0, 2.0, 64, [0, 4]),                      # short clip: still first and last
+    (5, 30.0, 2.0, 64, [0, 1, 3, 4]),                # short clip: at least 4 frames, first to last
     (7, 1.0, 1.0, 3, [0, 3, 6, 6]),                  # odd cap: last index repeated to pair up
 ])
 def test_sample_indices_cover_the_whole_clip(total, fps, sample, cap, expected):

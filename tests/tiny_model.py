@@ -8,7 +8,7 @@ it. Sizes follow SPEC section 9. Random weights give random text: never assert o
 Usage::
 
     from tests.tiny_model import build_tiny_model
-    path = build_tiny_model("/tmp/tiny", family="dense")   # or family="moe"
+    path = build_tiny_model("/tmp/tiny", family="dense")   # or family="moe"; thinking=True: Thinking template
 """
 
 from __future__ import annotations
@@ -78,8 +78,22 @@ def _train_bpe(vocab_size: int = 1000):
     return model["vocab"], merges
 
 
-def build_tokenizer():
-    """A Qwen2Tokenizer with Qwen's special tokens and Qwen3-VL's chat template."""
+_GENERATION_PROMPT = """{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
+{%- endif %}"""
+
+
+def thinking_chat_template(instruct_template: str) -> str:
+    """Qwen3-VL-*-Thinking's template (SPEC 3b): the Instruct one plus ``<think>\\n`` after the generation
+    prompt's ``<|im_start|>assistant\\n``, so the model answers ``reasoning</think>answer``."""
+    if _GENERATION_PROMPT not in instruct_template:
+        raise ValueError("the Instruct chat template has no generation prompt block to extend")
+    thinking = _GENERATION_PROMPT.replace("assistant\\n' }}", "assistant\\n<think>\\n' }}")
+    return instruct_template.replace(_GENERATION_PROMPT, thinking)
+
+
+def build_tokenizer(thinking: bool = False):
+    """A Qwen2Tokenizer with Qwen's special tokens and Qwen3-VL's chat template (Thinking's with ``thinking``)."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
@@ -101,7 +115,8 @@ def build_tokenizer():
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in PLAIN_ADDED_TOKENS])
     tokenizer.eos_token = "<|im_end|>"
     tokenizer.pad_token = "<|endoftext|>"
-    tokenizer.chat_template = CHAT_TEMPLATE_FILE.read_text(encoding="utf-8")
+    template = CHAT_TEMPLATE_FILE.read_text(encoding="utf-8")
+    tokenizer.chat_template = thinking_chat_template(template) if thinking else template
     return tokenizer
 
 
@@ -127,7 +142,7 @@ def build_config(tokenizer, family: str = "dense", size: str = "tiny"):
     dims = dict(SIZES[size])
     mrope_section = dims.pop("mrope_section")
     text = dict(
-        vocab_size=vocab_size, num_hidden_layers=2, max_position_embeddings=4096,
+        vocab_size=vocab_size, num_hidden_layers=2, max_position_embeddings=32768,
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False, **dims,
     )
@@ -181,17 +196,19 @@ def build_processor(tokenizer):
     )
 
 
-def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int = 0, size: str = "tiny") -> Path:
+def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int = 0, size: str = "tiny",
+                     thinking: bool = False) -> Path:
     """Write a tiny random-weight Qwen3-VL (``family`` 'dense' or 'moe') to ``path``; return it.
 
     ``size="vllm"`` gives the slightly larger shape that vLLM's CPU attention accepts (head_dim 64).
+    ``thinking``: with Qwen3-VL-*-Thinking's chat template (the generation prompt opens ``<think>``).
     """
     import torch
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(thinking)
     config = build_config(tokenizer, family, size)
     cls = Qwen3VLForConditionalGeneration if family == "dense" else Qwen3VLMoeForConditionalGeneration
     state = torch.random.get_rng_state()
@@ -217,5 +234,5 @@ if __name__ == "__main__":  # pragma: no cover - manual use
 
     out = build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-qwen3vl",
                            sys.argv[2] if len(sys.argv) > 2 else "dense",
-                           size=sys.argv[3] if len(sys.argv) > 3 else "tiny")
+                           size="vllm" if "vllm" in sys.argv[3:] else "tiny", thinking="thinking" in sys.argv[3:])
     sys.stdout.write(f"{out}\n")

@@ -317,3 +317,25 @@ def split_answers(text: str, batch: int) -> list[str]:
                          f"image(s).", "Connect the same image batch that produced the text, or text without "
                          "'=== image N ===' lines to apply one answer to every image.")
     return [sections[i].strip() for i in range(1, batch + 1)]
+
+
+# ------------------------------------------------------------------------ any JSON (task parsers)
+
+
+def json_values(text: str) -> tuple[list, bool, int]:
+    """Every readable top-level JSON object in model text, whatever its keys (no box/point filter).
+
+    The same reading as :func:`extract_objects` (thinking dropped, code fences, prose, single quotes,
+    trailing commas); returns ``(values, whether any JSON was found, unreadable or cut-off count)``.
+    Used by utils/task_parsers.py for answers without boxes (video events, tool calls, 3D boxes).
+    """
+    candidate = _candidate_text(text or "")
+    spans, unclosed = _object_spans(candidate)
+    values, unreadable = [], unclosed
+    for span in spans:
+        value = _loads(span)
+        if value is None:
+            unreadable += 1
+        else:
+            values.append(value)
+    return values, bool(spans) or bool(_EMPTY_LIST.search(candidate)), unreadable

@@ -39,8 +39,8 @@ def as_batch(value, input_name: str, kind: str, layout: str, advice: str) -> tor
 def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
     """Validate a ComfyUI IMAGE and return it as float ``[B, H, W, 3]``.
 
-    1 channel -> replicated to RGB; 2 channels (grey + alpha) -> grey replicated; 4 channels (RGBA)
-    -> alpha dropped. NaN/inf is an error; values outside 0..1 are clamped with a warning.
+    1 channel -> replicated to RGB; 2 channels (grey + alpha) and 4 channels (RGBA) -> composited on
+    white (:func:`composite_on_white`). NaN/inf is an error; values outside 0..1 are clamped with a warning.
     """
     image = as_batch(image, input_name, "an IMAGE", "[B, H, W, C]", "Connect an IMAGE output (e.g. Load Image) "
                      "to this input.")
@@ -59,13 +59,24 @@ def check_image_batch(image, input_name: str = "image") -> torch.Tensor:
         if lo < 0.0 or hi > 1.0:
             logger.warning("%s: values span %.3f..%.3f, outside 0..1; clamping.", input_name, lo, hi)
             image = image.clamp(0.0, 1.0)
-    if c == 1:
+    if c in (2, 4):
+        image = composite_on_white(image[..., :-1], image[..., -1:])
+    if image.shape[-1] == 1:
         image = image.expand(-1, -1, -1, 3)
-    elif c == 2:
-        image = image[..., :1].expand(-1, -1, -1, 3)
-    elif c == 4:
-        image = image[..., :3]
     return image
+
+
+def composite_on_white(color: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``color`` ``[..., C]`` over a white background through ``alpha`` ``[..., 1]`` (0 = transparent).
+
+    What qwen-vl-utils (``to_rgb``) and the pack's folder loader do with transparent images: the model sees
+    the picture as it is shown, not whatever colour hides under alpha 0. Float inputs are in 0..1, uint8
+    inputs in 0..255 (rounded to the nearest value); both agree with PIL's paste-with-mask within 1/255.
+    """
+    if color.dtype == torch.uint8:
+        c, a = color.to(torch.int32), alpha.to(torch.int32)
+        return ((c * a + 255 * (255 - a) + 127) // 255).to(torch.uint8)
+    return color * alpha + (1.0 - alpha)
 
 
 def to_uint8_chw(image: torch.Tensor, input_name: str = "image") -> torch.Tensor:

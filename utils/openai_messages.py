@@ -73,9 +73,8 @@ def resize_chw(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _encode(image: torch.Tensor, fmt: str) -> str:
-    from PIL import Image
-
     import numpy as np
+    from PIL import Image
 
     pil = Image.fromarray(np.ascontiguousarray(image.numpy().transpose(1, 2, 0)), "RGB")
     buf = io.BytesIO()

@@ -4,8 +4,8 @@ A ComfyUI video is an IMAGE batch ``[T, H, W, C]`` (float32, 0..1) plus the fram
 Qwen3-VL reads time from text markers (``<t seconds>``, one per temporal group of 2 frames) that the
 processor computes as ``frame index / fps``. So we:
 
-1. choose frame indices evenly over the *whole* clip (``sample_fps`` frames per second, at most
-   ``max_frames``; never just the first N), padded to an even count (the temporal patch is 2, so a single
+1. choose frame indices evenly over the *whole* clip (``sample_fps`` frames per second, at least 4 as
+   qwen-vl-utils, at most ``max_frames``; never just the first N), padded to an even count (the temporal patch is 2, so a single
    frame is repeated);
 2. convert ONLY those frames, a few at a time, to uint8 at a size inside the per-frame token budget
    (no float64 or full-batch copy, no PIL image per frame);
@@ -25,6 +25,7 @@ from .images import as_batch, check_aspect, check_image_batch
 
 TOKEN_SIDE = 32  # one visual token covers 32x32 pixels (patch 16, spatial merge 2)
 TEMPORAL_PATCH = 2  # frames per temporal group (one timestamp each)
+MIN_FRAMES = 4  # qwen-vl-utils' FPS_MIN_FRAMES: even a clip under 2 s gets two temporal groups
 CHUNK_FRAMES = 8  # frames converted at once: bounds the float working set
 
 
@@ -68,15 +69,17 @@ def _whole(value) -> bool:
 def sample_indices(total: int, video_fps: float, sample_fps: float, max_frames: int) -> list[int]:
     """Frame indices spread evenly over the whole clip (first and last frame included).
 
-    ``round(duration * sample_fps)`` frames, at most ``max_frames`` and ``total``, at least 2 when the clip
-    has 2. The count is made even (frames go to the model in pairs): one more distinct frame when allowed,
-    else the last index is repeated (so a 1-frame clip gives ``[0, 0]``).
+    ``round(duration * sample_fps)`` frames, at most ``max_frames`` and ``total``, at least :data:`MIN_FRAMES`
+    (4, as qwen-vl-utils) when the clip and ``max_frames`` allow. The count is made even (frames go to the model
+    in pairs): one more distinct frame when allowed, else the last index is repeated (so a 1-frame clip gives
+    ``[0, 0]``). Above the minimum, qwen-vl-utils' ``smart_nframes`` floors to even where this rounds: the two
+    differ by at most one pair of frames.
     """
     if total < 1:
         raise ValueError("total must be >= 1")
     wanted = round(total / video_fps * sample_fps)
     limit = min(max_frames, total)
-    n = max(min(wanted, limit), min(TEMPORAL_PATCH, limit))
+    n = max(min(wanted, limit), min(MIN_FRAMES, limit))
     if n % TEMPORAL_PATCH and n + 1 <= limit:
         n += 1
     if n == 1:

@@ -153,7 +153,8 @@ class OpenAIClient:
                                                                  **kwargs))
         return response
 
-    def _with_retries(self, call: Callable[[], httpx.Response], result: StreamResult | None = None):
+    def _with_retries(self, call: Callable[[], httpx.Response], result: StreamResult | None = None,
+                      cancel: Cancel | None = None):
         delay = RETRY_BASE_DELAY
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
@@ -174,7 +175,10 @@ class OpenAIClient:
                 response.close()
             if result is not None:
                 result.retries += 1
-            time.sleep(delay)
+            if cancel is not None and cancel.event.wait(delay):
+                raise ServerError("base_url", "the request was cancelled while waiting to retry.", "")
+            if cancel is None:
+                time.sleep(delay)
             delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
 
@@ -244,7 +248,7 @@ class OpenAIClient:
             request = self._http.build_request("POST", url, headers=self._headers(), json=payload)
             return self._http.send(request, stream=True)
 
-        response = self._with_retries(start, result)
+        response = self._with_retries(start, result, cancel)
         cancel.register(response)
         try:
             self._check_status(response, "chat")

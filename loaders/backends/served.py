@@ -22,7 +22,7 @@ from typing import Any
 from ...utils.errors import InputError
 from ...utils.openai_messages import to_openai
 from ...utils.presets import GenerationOptions
-from ...utils.text import split_thinking
+from ...utils.text import ends_in_thinking, prompt_opens_think, split_thinking
 from ...utils.video import TOKEN_SIDE
 from ..engine import GenerationResult
 from .base import NO_HOOKS, Hooks, VisualBudget, pixel_bounds
@@ -110,8 +110,8 @@ def _template_opens_think(client: OpenAIClient, model: str) -> bool | None:
     tokens = client.tokenize(model, [{"role": "user", "content": "hi"}])
     if not tokens:
         return None
-    tail = client.detokenize(model, tokens[-4:])
-    return None if tail is None else tail.rstrip().endswith("<think>")
+    tail = client.detokenize(model, tokens[-8:])
+    return None if tail is None else prompt_opens_think(tail)
 
 
 def request_payload(bundle: ServerBundle, conversation: list[dict], options: GenerationOptions,
@@ -135,22 +135,22 @@ def request_payload(bundle: ServerBundle, conversation: list[dict], options: Gen
 
 
 def _result(bundle: ServerBundle, stream: StreamResult, req, seconds: float) -> GenerationResult:
-    if stream.has_reasoning_field:
+    opened = bool(bundle.opens_think)
+    if stream.has_reasoning_field:  # the server split it (vLLM --reasoning-parser)
         thinking, text = stream.reasoning.strip(), stream.content.strip()
         raw = f"<think>{stream.reasoning}</think>{stream.content}"
+        cut_off = not text and stream.finish_reason == "length"
     else:
         raw = stream.content
-        if bundle.opens_think and "</think>" not in raw:  # cut off while thinking: all of it is thinking
-            thinking, text = raw.strip(), ""
-        else:
-            thinking, text = split_thinking(raw)
+        thinking, text = split_thinking(raw, opened)
+        cut_off = ends_in_thinking(raw, opened)
     completion = stream.completion_tokens if stream.completion_tokens is not None else stream.chunks
     return GenerationResult(text=text, thinking=thinking, raw_text=raw, token_ids=[],
                             prompt_tokens=int(stream.prompt_tokens or 0),
                             rendered_prompt=f"(rendered by the server at {bundle.base_url})",
                             visual_tokens=list(req.visual_tokens), video_tokens=list(req.video_tokens),
                             seconds=seconds, completion_tokens=int(completion),
-                            finish_reason=stream.finish_reason)
+                            finish_reason=stream.finish_reason, answer_cut_off=cut_off)
 
 
 def _digest(payload: dict) -> str:
@@ -292,10 +292,8 @@ class _Run:
         content = self.content.get(seq, "")
         if self.reasoning.get(seq):
             self.hooks.on_text(self.reasoning[seq], content)
-        elif self.bundle.opens_think and "</think>" not in content:
-            self.hooks.on_text(content, "")
         else:
-            self.hooks.on_text(*split_thinking(content))
+            self.hooks.on_text(*split_thinking(content, bool(self.bundle.opens_think)))
 
 
 def _remember(digest: str, result: GenerationResult) -> None:

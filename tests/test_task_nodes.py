@@ -1,0 +1,159 @@
+"""Qwen3VL_Task / Qwen3VL_ParseTask on the tiny real Qwen3-VL (random text: structure, prompts and wiring only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from qwen3vl_pack import NODE_CLASS_MAPPINGS
+from qwen3vl_pack.loaders import vl_tasks
+from qwen3vl_pack.nodes.task import Qwen3VLParseTask, Qwen3VLTask
+from qwen3vl_pack.tests.spies import spy_prepare_inputs
+from qwen3vl_pack.utils.errors import InputError
+from qwen3vl_pack.utils.task_prompts import TASK_NAMES, TASKS, build_task_prompt
+
+
+def _batch(n: int, h: int = 64, w: int = 96) -> torch.Tensor:
+    return torch.rand(n, h, w, 3, generator=torch.Generator().manual_seed(n))
+
+
+@pytest.fixture()
+def runs(monkeypatch):
+    """Record every call the task loader makes (the real calls still run, with at most 6 new tokens)."""
+    calls = []
+
+    def wrap(name):
+        real = getattr(vl_tasks, name)
+
+        def record(bundle, first, options, *args, **kwargs):
+            calls.append({"fn": name, "first": first, "options": options, "kwargs": kwargs})
+            return real(bundle, first, dataclasses.replace(options, max_new_tokens=min(options.max_new_tokens, 6)),
+                        *args, **kwargs)
+
+        monkeypatch.setattr(vl_tasks, name, record)
+
+    wrap("run_conversations")
+    wrap("converse")
+    return calls
+
+
+def _task(bundle, task, image=None, video=None, video_fps=0.0, target="cat", max_new_tokens=6, **kwargs):
+    return Qwen3VLTask().run(bundle, task, target, kwargs.pop("language", "auto"), kwargs.pop("style", "Flux short"),
+                             kwargs.pop("fov", 60.0), max_new_tokens, "Greedy", 0, image=image, video=video,
+                             video_fps=video_fps, **kwargs)
+
+
+def test_public_contract():
+    for node_id in ("Qwen3VL_Task", "Qwen3VL_ParseTask"):
+        cls = NODE_CLASS_MAPPINGS[node_id]
+        assert cls.RETURN_TYPES == ("STRING", "STRING", "STRING", "BBOX", "MASK", "IMAGE", "STRING", "STRING",
+                                    "STRING", "STRING")
+        assert cls.RETURN_NAMES == ("text", "document", "json", "bboxes", "mask", "preview", "points", "items",
+                                    "frames", "raw")
+        assert cls.OUTPUT_IS_LIST == (False,) * 7 + (True, True, False)
+    required = Qwen3VLTask.INPUT_TYPES()["required"]
+    assert list(required) == ["model", "task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed"]
+    assert required["preset"][1]["default"] == "Greedy" and required["max_new_tokens"][1]["default"] == 0
+    assert list(Qwen3VLTask.INPUT_TYPES()["optional"]) == ["image", "video", "video_fps", "max_visual_tokens"]
+    assert Qwen3VLTask.INPUT_TYPES()["optional"]["video_fps"][1]["forceInput"] is True
+
+
+def test_batch_is_one_run_with_one_conversation_per_image_and_parse_task_reads_it_back(dense, runs, monkeypatch):
+    processed = spy_prepare_inputs(monkeypatch)
+    image = _batch(3)
+    out = _task(dense, "text spotting", image)
+    assert [c["fn"] for c in runs] == ["run_conversations"] and len(processed) == 1
+    conversations = runs[0]["first"]
+    assert len(conversations) == 3 and processed[0]["image_grid_thw"].shape == (3, 3)
+    assert [c[-1]["content"][-1]["text"] for c in conversations] == [build_task_prompt("text spotting").user] * 3
+    assert runs[0]["kwargs"]["max_visual_tokens"] == 2048  # the task's own image budget
+    text, document, report, bboxes, mask, preview, points, items, frames, raw = out
+    assert [f"=== image {i} ===" in raw for i in (1, 2, 3)] == [True] * 3
+    assert len(bboxes) == 3 and mask.shape == (3, 64, 96) and preview.shape == image.shape
+    assert [r["image"] for r in json.loads(report)] == [0, 1, 2] and frames == [""]
+    again = Qwen3VLParseTask().parse(raw, "text spotting", 60.0, image=image)
+    for mine, theirs in zip(out, again, strict=True):
+        assert torch.equal(mine, theirs) if isinstance(mine, torch.Tensor) else mine == theirs
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_every_task_runs_with_well_typed_outputs(dense, runs, task):
+    image, video = _batch(2), _batch(6, 32, 32)
+    out = _task(dense, task, image, video, video_fps=6.0)
+    text, document, report, bboxes, mask, preview, points, items, frames, raw = out
+    assert all(isinstance(s, str) for s in (text, document, report, points, raw)) and json.loads(report) is not None
+    assert isinstance(items, list) and items and isinstance(frames, list) and frames
+    frames_shown = preview.shape[0] if TASKS[task].video else 2  # events: one key frame per event (>= 1)
+    assert len(bboxes) == mask.shape[0] == preview.shape[0] == frames_shown >= 1
+    assert preview.dtype == mask.dtype == torch.float32 and preview.shape[-1] == 3
+    fn = "converse" if TASKS[task].video else "run_conversations"
+    assert [c["fn"] for c in runs] == [fn]
+    if task == "gui click":
+        system = runs[0]["first"][0][0]
+        assert system["role"] == "system" and "computer_use" in system["content"][0]["text"]
+
+
+def test_max_new_tokens_zero_takes_the_task_default(dense, runs):
+    _task(dense, "document html", _batch(1), max_new_tokens=0)
+    _task(dense, "gui click", _batch(1), target="click Save", max_new_tokens=0)
+    _task(dense, "ocr", _batch(1), max_new_tokens=77)
+    assert [c["options"].max_new_tokens for c in runs] == [4096, 512, 77]
+
+
+def test_video_events_use_the_frame_rate(dense, runs, monkeypatch):
+    processed = spy_prepare_inputs(monkeypatch)
+    video = _batch(24, 32, 32)
+    out = _task(dense, "video events", image=_batch(1), video=video, video_fps=12.0)
+    call = runs[0]
+    assert call["fn"] == "converse" and call["first"] == build_task_prompt("video events").user
+    assert call["kwargs"]["video"] is video and call["kwargs"]["video_sampling"].video_fps == 12.0
+    assert "video_grid_thw" in processed[0] and "image_grid_thw" not in processed[0]
+    assert json.loads(out[2])["fps"] == 12.0 and json.loads(out[2])["frames"] == 24
+
+
+def test_image_prompt_from_a_video_alone(dense, runs):
+    out = _task(dense, "image prompt", video=_batch(4, 32, 32), video_fps=4.0, style="Wan video medium")
+    assert runs[0]["fn"] == "converse" and "Wan image-to-video" in runs[0]["first"]
+    assert out[5].shape == (1, 32, 32, 3) and isinstance(out[7][0], str)
+
+
+@pytest.mark.parametrize("task, kwargs, input_name", [
+    ("points", {"target": "  "}, "target"),
+    ("gui click", {"target": ""}, "target"),
+    ("ocr", {"image": None}, "image"),
+    ("video events", {"video": None, "video_fps": 10.0}, "video"),
+    ("video events", {"video_fps": 0.0}, "video_fps"),
+    ("3d boxes", {"fov": 0.0}, "fov"),
+    ("ocr", {"language": "Elvish"}, "language"),
+    ("ocr", {"image": torch.rand(1, 4, 4000, 3)}, "image"),
+])
+def test_bad_inputs_are_named_before_any_generation(dense, runs, task, kwargs, input_name):
+    args = {"image": _batch(1), "video": _batch(4, 32, 32), "target": "cat", **kwargs}
+    with pytest.raises(InputError, match=f"^{input_name}:"):
+        _task(dense, task, **args)
+    assert runs == []
+
+
+@pytest.mark.parametrize("name, tasks", [("ocr_document.json", ["ocr", "document html"]),
+                                         ("points_to_sam2.json", ["points"]), ("video_events.json", ["video events"])])
+def test_task_workflows(name, tasks):
+    wf = json.loads((Path(__file__).resolve().parents[1] / "workflows" / name).read_text(encoding="utf-8"))
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    task_nodes = [n for n in wf["nodes"] if n["type"] == "Qwen3VL_Task"]
+    assert [n["widgets_values"][0] for n in task_nodes] == tasks
+    assert all(n["widgets_values"][5] == 0 for n in task_nodes)  # max_new_tokens: the task's default
+    note = next(n for n in wf["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    assert "models/LLM" in note
+    fed = {(nodes[lk[1]]["type"], task_nodes[0]["inputs"][lk[4]]["name"]) for lk in wf["links"] if lk[3] == task_nodes[0]["id"]}
+    if name == "video_events.json":
+        assert fed == {("Qwen3VL_ModelLoader", "model"), ("GetVideoComponents", "video"),
+                       ("GetVideoComponents", "video_fps")}
+        assert "Select Images" in note
+    else:
+        assert fed == {("Qwen3VL_ModelLoader", "model"), ("LoadImage", "image")}
+    if name == "points_to_sam2.json":
+        assert "coordinates_positive" in note and "Sam2Segmentation" in note
