@@ -117,6 +117,7 @@ def test_live_text_and_progress_reach_a_websocket_client(comfy_env):
     cmd = [PYTHON, str(ROOT / "tests" / "comfy_ws.py"), str(ROOT / "workflows" / "describe_image.json"),
            "--custom-node", str(ROOT), "--input", str(INPUTS[0]), "--run-root", str(comfy_env["runs"]),
            "--set", "3.max_new_tokens=256", "--set", '3.preset="Greedy"',
+           "--set", f"1.model_path={json.dumps(str(comfy_env['model']))}",  # models/LLM is empty here
            f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
     env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, COMFYUI_HARNESS=str(HARNESS),
                PYTHONDONTWRITEBYTECODE="1")
