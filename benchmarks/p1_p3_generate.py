@@ -46,7 +46,7 @@ def main() -> int:
     node = Qwen3VLGenerate()
 
     def run_node():
-        return node.generate(bundle, prompt, "Greedy", args.tokens, 0, image=image, max_visual_tokens=0)[0]
+        return node.generate(bundle, prompt, "Greedy", args.tokens, image=image, max_visual_tokens=0)[0]
 
     def run_plain():
         messages = [{"role": "user", "content": [{"type": "image", "image": pil}, {"type": "text", "text": prompt}]}]

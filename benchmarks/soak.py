@@ -33,6 +33,7 @@ def main() -> int:
     from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
     from qwen3vl_pack.nodes.grounding import Qwen3VLGrounding
     from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
+    from qwen3vl_pack.utils.node_options import check_sampling
 
     path = tiny_model("dense")
     (bundle,) = Qwen3VLModelLoader().load("", "fp32", "sdpa", "none", "cpu", True, model_path=str(path))
@@ -44,15 +45,15 @@ def main() -> int:
         try:
             if i == video_at:
                 frames = torch.rand(90, 120, 160, 3, generator=g)
-                gen.generate(bundle, "What happens?", "Greedy", 16, i, video=frames, video_fps=30.0)
+                gen.generate(bundle, "What happens?", "Greedy", 16, video=frames, video_fps=30.0)
             elif i == grounding_at:
-                ground.ground(bundle, torch.rand(2, 96, 128, 3, generator=g), "cat, dog", "boxes", 32, "Greedy", 0)
+                ground.ground(bundle, torch.rand(2, 96, 128, 3, generator=g), "cat, dog", "boxes", 32, "Greedy")
             elif i % 5 == 0:
-                gen.generate(bundle, "Write a short poem.", "Text", 16, i)
+                gen.generate(bundle, "Write a short poem.", "Text", 16, sampling=check_sampling(seed=i))
             else:
                 n = 1 + i % 3
                 h, w = 64 + 32 * (i % 7), 64 + 48 * (i % 5)
-                gen.generate(bundle, "Describe.", "VL" if i % 2 else "Greedy", 16, i,
+                gen.generate(bundle, "Describe.", "VL" if i % 2 else "Greedy", 16, sampling=check_sampling(seed=i) if i % 2 else None,
                              image=torch.rand(n, h, w, 3, generator=g))
         except Exception as err:  # noqa: BLE001 - a soak counts every failure, whatever its type
             errors.append((i, repr(err)))

@@ -54,7 +54,7 @@ def main() -> int:
     from qwen3vl_pack.utils.video import VideoSampling, prepare_video
 
     bundle = load_model(str(tiny_model("dense")), [], dtype="fp32", attention="sdpa", device="cpu")
-    Qwen3VLGenerate().generate(bundle, "warm up", "Greedy", 2, 0, video=torch.rand(4, 64, 64, 3), video_fps=2.0)
+    Qwen3VLGenerate().generate(bundle, "warm up", "Greedy", 2, video=torch.rand(4, 64, 64, 3), video_fps=2.0)
 
     video = torch.rand(args.frames, args.size, args.size, 3, generator=torch.Generator().manual_seed(0))
     input_bytes = video.numel() * video.element_size()
@@ -62,7 +62,7 @@ def main() -> int:
     exact = _reset_peak()
     start = time.perf_counter()
     if args.stage == "node":
-        _, _, info, _ = Qwen3VLGenerate().generate(bundle, "What happens?", "Greedy", 8, 0, video=video,
+        _, _, info, _ = Qwen3VLGenerate().generate(bundle, "What happens?", "Greedy", 8, video=video,
                                                    video_fps=args.fps)
         summary = info.splitlines()[0]
     else:

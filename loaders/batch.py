@@ -84,7 +84,8 @@ def caption_images(bundle, images: Sequence[Any], job: CaptionJob,
                    on_text: Callable[[str, str], object] | None = None) -> list[str]:
     """Caption images already in memory; returns one caption per image, in order.
 
-    ``on_progress(done, total)`` runs before every batch and once at the end (progress bar, Cancel).
+    ``on_progress(done, total)`` runs before every batch / request and after every finished group, so ``done``
+    is always the number of captions finished (progress bar, which image the live text is about, Cancel).
     """
     total, done = len(images), 0
     if not total:
@@ -99,8 +100,8 @@ def caption_images(bundle, images: Sequence[Any], job: CaptionJob,
         for index, caption in pairs:
             captions[index] = caption
         done += len(pairs)
-    if on_progress is not None:
-        on_progress(done, total)
+        if on_progress is not None:
+            on_progress(done, total)
     return [c for c in captions if c is not None]
 
 

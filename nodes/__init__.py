@@ -6,6 +6,7 @@ from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
 from .memory import Qwen3VLUnload
+from .option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
 from .server import Qwen3VLServerModel
 from .task import Qwen3VLParseTask, Qwen3VLTask
 
@@ -13,6 +14,8 @@ NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_ServerModel": Qwen3VLServerModel,
     "Qwen3VL_Generate": Qwen3VLGenerate,
+    "Qwen3VL_Sampling": Qwen3VLSampling,
+    "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
     "Qwen3VL_Task": Qwen3VLTask,
@@ -28,6 +31,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL Model Loader",
     "Qwen3VL_ServerModel": "Qwen3-VL Server Model",
     "Qwen3VL_Generate": "Qwen3-VL Generate",
+    "Qwen3VL_Sampling": "Qwen3-VL Sampling",
+    "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",
     "Qwen3VL_Grounding": "Qwen3-VL Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
     "Qwen3VL_Task": "Qwen3-VL Task",

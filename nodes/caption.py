@@ -23,7 +23,8 @@ from ..utils.image_files import (
     rgb_to_comfy,
 )
 from ..utils.images import check_image_batch, to_uint8_chw
-from ..utils.presets import FIXED_PRESET_NAMES, FIXED_PRESET_TOOLTIP, resolve_options
+from ..utils.node_options import RUN_PRESET_TOOLTIP, SAMPLING_INPUT_TOOLTIP, SAMPLING_TYPE, run_options
+from ..utils.presets import FIXED_PRESET_NAMES
 from ..utils.safe_files import printable
 from . import comfy_services as comfy
 from .loader import MODEL_TYPE
@@ -45,7 +46,8 @@ def _flatten_images(images) -> list:
 class Qwen3VLBatchCaption:
     DESCRIPTION = ("Captions every image with Qwen3-VL: one caption per image, in input order, several images per "
                    "generate call. Takes an IMAGE batch or a list of IMAGEs of different sizes (e.g. from Qwen3-VL "
-                   "Load Image Folder). Captions are one line each, with optional trigger words.")
+                   "Load Image Folder). Captions are one line each, with optional trigger words. The caption being "
+                   "written appears on the node.")
     CATEGORY = "Qwen3-VL/caption"
     FUNCTION = "caption"
     INPUT_IS_LIST = True
@@ -59,7 +61,7 @@ class Qwen3VLBatchCaption:
         styles = "; ".join(f"{k}: {v}" for k, v in STYLE_PROMPTS.items())
         return {
             "required": {
-                "model": (MODEL_TYPE, {"tooltip": "A model from Qwen3-VL Model Loader."}),
+                "model": (MODEL_TYPE, {"tooltip": "A model from Qwen3-VL Model Loader or Qwen3-VL Server Model."}),
                 "images": ("IMAGE", {"tooltip": "Images to caption: an IMAGE batch, or a list of IMAGEs of any "
                                                 "sizes (e.g. Qwen3-VL Load Image Folder). Every image gets a caption."}),
                 "style": (list(STYLES), {"default": "training", "tooltip": "What to write. " + styles +
@@ -67,14 +69,12 @@ class Qwen3VLBatchCaption:
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": MAX_BATCH_SIZE,
                                        "tooltip": "Images per generate call. Higher is faster until memory runs out; "
                                                   "captions are the same under Greedy."}),
-                "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": FIXED_PRESET_TOOLTIP}),
+                "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": RUN_PRESET_TOOLTIP}),
                 "max_new_tokens": ("INT", {"default": 2048, "min": 1, "max": 40960,
                                            "tooltip": "Longest caption, in tokens (about 3/4 of a word each). Thinking "
                                                       "models reason before the caption and need room (Qwen suggests "
                                                       "up to 40960): a caption cut off while still thinking is an "
                                                       "error, never a draft caption."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                 "tooltip": "Sampling seed (ignored by Greedy); local to this node."}),
                 "prefix": ("STRING", {"default": "", "tooltip": "Put before every caption, e.g. a trigger word "
                                       "'ohwx woman'; joined with ', '."}),
                 "suffix": ("STRING", {"default": "", "tooltip": "Put after every caption; joined with ', '."}),
@@ -86,19 +86,29 @@ class Qwen3VLBatchCaption:
                 "max_visual_tokens": ("INT", {"default": 1280, "min": 0, "max": 16384,
                                               "tooltip": "Most visual tokens per image (1 token = 32x32 pixels); "
                                                          "larger images are downscaled. 0 = model default."}),
+                "sampling": (SAMPLING_TYPE, {"tooltip": SAMPLING_INPUT_TOOLTIP}),
             },
         }
 
-    def caption(self, model, images, style, batch_size, preset, max_new_tokens, seed, prefix, suffix,
-                custom_prompt=None, max_visual_tokens=None):
-        options = resolve_options(_one(preset), _one(max_new_tokens), _one(seed))
+    def caption(self, model, images, style, batch_size, preset, max_new_tokens, prefix, suffix,
+                custom_prompt=None, max_visual_tokens=None, sampling=None):
+        options = run_options(_one(preset), _one(max_new_tokens), _one(sampling))
         job = make_job(_one(style), options, _one(custom_prompt, ""), _one(batch_size), _one(prefix, ""),
                        _one(suffix, ""), 0, _one(max_visual_tokens, 1280))
         pixels = _flatten_images(images)
-        pbar = comfy.progress_bar(max(1, len(pixels) * options.max_new_tokens))
-        on_progress, on_step = progress_hooks(len(pixels), job, pbar.update_absolute if pbar else None,
-                                              comfy.check_interrupt)
-        return (caption_images(_one(model), pixels, job, on_step=on_step, on_progress=on_progress),)
+        state = {"done": 0}
+        feedback = comfy.NodeFeedback(len(pixels) * options.max_new_tokens,
+                                      heading=lambda: f"image {min(state['done'] + 1, len(pixels))} of {len(pixels)}")
+        on_progress, on_step = progress_hooks(len(pixels), job, feedback.progress, comfy.check_interrupt)
+
+        def progress(done: int, total: int) -> None:
+            state["done"] = done
+            on_progress(done, total)
+
+        captions = caption_images(_one(model), pixels, job, on_step=on_step, on_progress=progress,
+                                  on_text=feedback.on_text)
+        feedback.finish()
+        return (captions,)
 
 
 class Qwen3VLLoadImageFolder:

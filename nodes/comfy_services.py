@@ -1,6 +1,6 @@
 """ComfyUI services with fallbacks, so the nodes also import and run without ComfyUI (tests, CLI).
 
-This is the only module that imports ``folder_paths`` or ``comfy.*``.
+This is the only module that imports ``folder_paths``, ``comfy.*``, ``comfy_execution`` or ComfyUI's ``server``.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 import os
 
 from ..loaders.cache import add_load_hook, unload_all
+from ..utils.feedback import UPDATE_INTERVAL, Throttle, live_text
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,16 @@ try:
 except ImportError:
     model_management = None
     comfy_utils = None
+
+try:  # ComfyUI's web server (its own top-level module ``server``, not this pack's nodes/server.py)
+    from server import PromptServer  # type: ignore[import-not-found]
+except ImportError:
+    PromptServer = None
+
+try:
+    from comfy_execution.utils import get_executing_context  # type: ignore[import-not-found]
+except ImportError:
+    get_executing_context = None
 
 LLM_FOLDER = "LLM"
 NO_MODELS = "(no Qwen3-VL folder found in models/LLM)"
@@ -107,14 +118,78 @@ def check_interrupt() -> None:
         model_management.throw_exception_if_processing_interrupted()
 
 
-def token_callback(total: int):
-    """A per-decode-step hook: advances the progress bar and honours Cancel."""
-    pbar = progress_bar(total)
+def running_node_id() -> str | None:
+    """The id of the node ComfyUI is running in this thread (as core's progress hook finds it), else None."""
+    context = get_executing_context() if get_executing_context is not None else None
+    if context is not None:
+        return context.node_id
+    server = getattr(PromptServer, "instance", None)
+    return getattr(server, "last_node_id", None)
 
-    def on_step(new_tokens: int) -> bool:
+
+def show_text(text: str) -> None:
+    """Show ``text`` on the running node (a binary TEXT event, as core nodes send); nothing outside ComfyUI."""
+    server = getattr(PromptServer, "instance", None)
+    node_id = running_node_id() if server is not None else None
+    if node_id is None:
+        return
+    server.send_progress_text(text, node_id, getattr(server, "client_id", None))
+
+
+class NodeFeedback:
+    """A running node's progress bar and live text, both throttled; Cancel is honoured at every step.
+
+    The bar moves at most once per ``interval`` seconds, plus its first and its last value (``finish``).
+    ``on_text(thinking, answer)`` shows the text so far; the engines call it at most every 0.1 s plus once per
+    answer, and this throttle (a little looser, so that it never drops their regular updates) bounds the bursts
+    of final texts from many quick caption batches; ``finish`` shows the last text if it was held back.
+    ``heading()`` (optional) is put above the text, e.g. which image is being captioned.
+    """
+
+    def __init__(self, total: int, heading=None, interval: float = UPDATE_INTERVAL):
+        self.total = max(1, int(total))
+        self.bar = progress_bar(self.total)
+        self.heading = heading
+        self.throttle, self.text_throttle = Throttle(interval), Throttle(interval * 0.8)
+        self.value = self.shown = None
+        self.text = self.text_shown = ""
+
+    def on_step(self, new_tokens: int) -> bool:
+        """The engines' per-decode-step hook: Cancel check every time, the bar only when an update is due."""
         check_interrupt()
-        if pbar is not None:
-            pbar.update_absolute(min(new_tokens, total), total)
+        self.progress(min(int(new_tokens), self.total))
         return False
 
-    return on_step
+    def progress(self, value: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = max(1, int(total))
+        self.value = value
+        if self.bar is not None and (value >= self.total or self.throttle.due()):
+            self._draw()
+
+    def on_text(self, thinking: str, answer: str) -> None:
+        if not (thinking or answer):  # nothing written yet: nothing to show
+            return
+        self.text = live_text(thinking, answer, self.heading() if self.heading is not None else "")
+        if self.text_throttle.due():
+            self._show()
+
+    def finish(self) -> None:
+        """Draw the last value and show the last text if the throttles held them back."""
+        if self.bar is not None and self.value is not None and self.value != self.shown:
+            self._draw()
+        if self.text != self.text_shown:
+            self._show()
+
+    def _show(self) -> None:
+        self.text_shown = self.text
+        show_text(self.text)
+
+    def _draw(self) -> None:
+        self.shown = self.value
+        self.bar.update_absolute(self.value, self.total)
+
+
+def token_callback(total: int):
+    """A per-decode-step hook (progress bar, throttled, and Cancel) for nodes without live text."""
+    return NodeFeedback(total).on_step

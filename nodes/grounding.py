@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..loaders.grounding import ground
 from ..utils.grounding import COORD_MODES, GROUNDING_MODES
 from ..utils.grounding_render import parse_text_outputs
-from ..utils.presets import FIXED_PRESET_NAMES, FIXED_PRESET_TOOLTIP, resolve_options
+from ..utils.node_options import RUN_PRESET_TOOLTIP, SAMPLING_INPUT_TOOLTIP, SAMPLING_TYPE, run_options
+from ..utils.presets import FIXED_PRESET_NAMES
 from . import comfy_services as comfy
 from .loader import MODEL_TYPE
 
@@ -30,7 +31,8 @@ SELECTION_INPUTS = {
 class Qwen3VLGrounding:
     DESCRIPTION = ("Finds objects with Qwen3-VL: one grounding question per image of the batch (answered in one "
                    "batched run). Returns pixel boxes for SAM2-style segmenters, a mask, a preview with the boxes "
-                   "drawn, the detections as JSON and the model's answer.")
+                   "drawn, the detections as JSON and the model's answer (shown on the node as it is written: the first "
+                   "image's).")
     CATEGORY = "Qwen3-VL"
     FUNCTION = "ground"
     RETURN_TYPES = OUTPUT_TYPES + ("STRING",)
@@ -42,7 +44,7 @@ class Qwen3VLGrounding:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MODEL_TYPE, {"tooltip": "From Qwen3-VL Model Loader."}),
+                "model": (MODEL_TYPE, {"tooltip": "From Qwen3-VL Model Loader or Qwen3-VL Server Model."}),
                 "image": ("IMAGE", {"tooltip": "Image batch; each image gets its own grounding question."}),
                 "target": ("STRING", {"default": "cat", "tooltip": "What to find: a category ('cat'), a phrase "
                                       "('the red car') or several categories separated by commas ('cat, dog')."}),
@@ -52,21 +54,22 @@ class Qwen3VLGrounding:
                                    "tokens (about 20 per box). A list cut off here keeps its complete objects. Thinking "
                                    "models reason first and need room (Qwen suggests up to 40960): stopped while "
                                    "still thinking is an error (no boxes are taken from the draft)."}),
-                "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": FIXED_PRESET_TOOLTIP}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Sampling seed "
-                                 "(ignored by Greedy). It does not change the random state of the rest of the graph."}),
+                "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": RUN_PRESET_TOOLTIP}),
             },
             "optional": dict(SELECTION_INPUTS, max_visual_tokens=(
                 "INT", {"default": 1280, "min": 0, "max": 16384, "tooltip": "Most visual tokens per image (1 token "
                         "= 32x32 pixels); larger images are downscaled for the model (boxes still come back in "
-                        "pixels of your image). 0 = model default."})),
+                        "pixels of your image). 0 = model default."}),
+                sampling=(SAMPLING_TYPE, {"tooltip": SAMPLING_INPUT_TOOLTIP})),
         }
 
-    def ground(self, model, image, target, mode, max_new_tokens, preset, seed, label_filter="", index="",
-               max_visual_tokens=1280):
-        options = resolve_options(preset, max_new_tokens, seed)
+    def ground(self, model, image, target, mode, max_new_tokens, preset, label_filter="", index="",
+               max_visual_tokens=1280, sampling=None):
+        options = run_options(preset, max_new_tokens, sampling)
+        feedback = comfy.NodeFeedback(max_new_tokens)
         outputs, text = ground(model, image, target, mode, options, label_filter, index, max_visual_tokens,
-                               on_step=comfy.token_callback(max_new_tokens))
+                               on_step=feedback.on_step, on_text=feedback.on_text)
+        feedback.finish()
         return outputs.as_tuple() + (text,)
 
 

@@ -23,6 +23,7 @@ from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFold
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.nodes.grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
+from qwen3vl_pack.nodes.option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
 from qwen3vl_pack.utils.errors import InputError, ModelLoadError
 from qwen3vl_pack.utils.messages import Chat
 
@@ -35,9 +36,15 @@ def _img(b=1, h=48, w=64, c=3):
 
 
 def _gen(m, **kw):
-    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=2, seed=0)
+    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=2)
     args.update(kw)
     return GEN.generate(m, **args)
+
+
+def _sampling(**kw):
+    args = dict(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0, presence_penalty=1.5, seed=0)
+    args.update(kw)
+    return Qwen3VLSampling().settings(**args)[0]
 
 
 def _loader(path, **kw):
@@ -87,19 +94,26 @@ REFUSED = [
     ("image_inf", lambda m, p, t: _gen(m, image=_img().fill_(float("inf"))), InputError, "image"),
     ("image_too_elongated", lambda m, p, t: _gen(m, image=_img(h=3, w=5000)), InputError, "image"),
     ("grounding_image_too_elongated", lambda m, p, t: Qwen3VLGrounding().ground(
-        m, _img(h=5000, w=3), "cat", "boxes", 8, "Greedy", 0), InputError, "image"),
+        m, _img(h=5000, w=3), "cat", "boxes", 8, "Greedy"), InputError, "image"),
     ("prompt_empty_no_image", lambda m, p, t: _gen(m, prompt="  "), InputError, "prompt"),
     ("max_new_tokens_0", lambda m, p, t: _gen(m, max_new_tokens=0), InputError, "max_new_tokens"),
     ("max_new_tokens_past_context", lambda m, p, t: _gen(m, max_new_tokens=10**6), InputError, "max_new_tokens"),
-    ("custom_temperature_0", lambda m, p, t: _gen(m, preset="Custom", temperature=0.0), InputError, "temperature"),
-    ("custom_top_p_0", lambda m, p, t: _gen(m, preset="Custom", top_p=0.0), InputError, "top_p"),
-    ("custom_top_k_negative", lambda m, p, t: _gen(m, preset="Custom", top_k=-1), InputError, "top_k"),
+    ("sampling_temperature_0", lambda m, p, t: _sampling(temperature=0.0), InputError, "temperature"),
+    ("sampling_top_p_0", lambda m, p, t: _sampling(top_p=0.0), InputError, "top_p"),
+    ("sampling_top_k_negative", lambda m, p, t: _sampling(top_k=-1), InputError, "top_k"),
+    ("sampling_seed_negative", lambda m, p, t: _sampling(seed=-1), InputError, "seed"),
+    ("sampling_not_from_the_sampling_node", lambda m, p, t: _gen(m, sampling={"temperature": 2}), InputError,
+     "sampling"),
+    ("preset_custom_is_the_sampling_node_now", lambda m, p, t: _gen(m, preset="Custom"), InputError, "preset"),
     ("visual_tokens_min_over_max", lambda m, p, t: _gen(m, image=_img(), min_visual_tokens=64, max_visual_tokens=8),
      InputError, "min_visual_tokens"),
     ("video_0_frames", lambda m, p, t: _gen(m, video=torch.rand(0, 32, 32, 3), video_fps=30.0), InputError, "video"),
     ("video_fps_0", lambda m, p, t: _gen(m, video=torch.rand(4, 32, 32, 3), video_fps=0.0), InputError, "video_fps"),
-    ("max_frames_0", lambda m, p, t: _gen(m, video=torch.rand(4, 32, 32, 3), video_fps=30.0, max_frames=0),
-     InputError, "max_frames"),
+    ("max_frames_0", lambda m, p, t: Qwen3VLVideoOptions().options(2.0, 0, 256), InputError, "max_frames"),
+    ("sample_fps_0", lambda m, p, t: Qwen3VLVideoOptions().options(0.0, 8, 256), InputError, "sample_fps"),
+    ("video_options_not_from_the_node", lambda m, p, t: _gen(m, video=torch.rand(4, 32, 32, 3), video_fps=30.0,
+                                                             video_options={"max_frames": 2}), InputError,
+     "video_options"),
     ("chat_not_a_conversation", lambda m, p, t: _gen(m, chat="hello"), InputError, "chat"),
     ("loader_folder_missing", lambda m, p, t: _loader(t / "missing"), ModelLoadError, "model_path"),
     ("loader_no_config", lambda m, p, t: _loader(_broken_copy(p, t / "a", "no_config")), ModelLoadError, "model_path"),
@@ -114,7 +128,7 @@ REFUSED = [
     ("loader_cuda_on_cpu_machine", lambda m, p, t: _loader(p, device="cuda"), InputError, "device"),
     ("loader_nothing_chosen", lambda m, p, t: _loader("", model="(no Qwen3-VL folder found in models/LLM)"),
      ModelLoadError, "model"),
-    ("grounding_empty_target", lambda m, p, t: Qwen3VLGrounding().ground(m, _img(), "  ", "boxes", 8, "Greedy", 0),
+    ("grounding_empty_target", lambda m, p, t: Qwen3VLGrounding().ground(m, _img(), "  ", "boxes", 8, "Greedy"),
      InputError, "target"),
     ("grounding_bad_index", lambda m, p, t: Qwen3VLParseGrounding().parse(
         '[{"bbox_2d": [0, 0, 500, 500], "label": "a"}]', _img(), "qwen3", index="x-y"), InputError, "index"),
@@ -124,7 +138,7 @@ REFUSED = [
     ("caption_folder_missing", lambda m, p, t: _folder(t / "nope"), InputError, "directory"),
     ("caption_folder_without_images", lambda m, p, t: _folder(_empty_dir(t / "empty")), InputError, "directory"),
     ("caption_batch_size_0", lambda m, p, t: Qwen3VLBatchCaption().caption(
-        [m], [_img()], ["short"], [0], ["Greedy"], [4], [0], [""], [""]), InputError, "batch_size"),
+        [m], [_img()], ["short"], [0], ["Greedy"], [4], [""], [""]), InputError, "batch_size"),
     ("captions_and_paths_lengths_differ", lambda m, p, t: _save(["a", "b"], [t / "x.png"]), InputError, "paths"),
     ("caption_output_dir_unwritable", lambda m, p, t: _save(["a"], [t / "x.png"], output_dir="/proc/qwen3vl-test"),
      InputError, "output_dir"),
@@ -186,7 +200,7 @@ def test_accepted_top_k_0_means_no_limit(model, monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(type(model.model), "generate", spy)
-    _gen(model, preset="Custom", top_k=0, temperature=0.7, top_p=0.9)
+    _gen(model, sampling=_sampling(top_k=0, temperature=0.7, top_p=0.9))
     assert seen["do_sample"] is True and seen["top_k"] == 0 and seen["top_p"] == 0.9  # HF: top_k 0 = no top-k
 
 

@@ -77,7 +77,7 @@ def test_n_images_give_n_captions_in_order(dense):
 def test_node_takes_an_image_batch_or_a_list_of_any_sizes(dense):
     same = [_pixels(i, (96, 64)) for i in range(3)]
     node = Qwen3VLBatchCaption()
-    common = dict(style=["short"], batch_size=[2], preset=["Greedy"], max_new_tokens=[TOKENS], seed=[0],
+    common = dict(style=["short"], batch_size=[2], preset=["Greedy"], max_new_tokens=[TOKENS],
                   prefix=["ohwx"], suffix=[""])
     (from_batch,) = node.caption([dense], [_comfy(*same)], **common)
     (from_list,) = node.caption([dense], [_comfy(a) for a in same], **common)
@@ -179,7 +179,7 @@ def test_folder_to_captions_to_files_through_the_nodes(dense, tmp_path):
     images, paths = Qwen3VLLoadImageFolder().load(str(folder), False, "png", "natural", 0, 0, True)
     assert [Path(p).name for p in paths] == ["img0.png", "img1.png", "img3.png"]
     (captions,) = Qwen3VLBatchCaption().caption(
-        [dense], images, ["training"], [2], ["Greedy"], [TOKENS], [0], ["ohwx"], ["film photo"])
+        [dense], images, ["training"], [2], ["Greedy"], [TOKENS], ["ohwx"], ["film photo"])
     out = Qwen3VLSaveCaptions().save(captions, paths, ["skip"], [".txt"], [""])
     assert out["result"][0].startswith("3 caption(s): 3 written")
     for path, caption in zip(paths, captions, strict=True):
@@ -198,7 +198,7 @@ def test_folder_to_captions_to_files_through_the_nodes(dense, tmp_path):
 ])
 def test_bad_caption_inputs_name_the_input(dense, kwargs, name):
     args = dict(model=[dense], images=[_comfy(_pixels(0, (64, 64)))], style=["short"], batch_size=[2],
-                preset=["Greedy"], max_new_tokens=[4], seed=[0], prefix=[""], suffix=[""])
+                preset=["Greedy"], max_new_tokens=[4], prefix=[""], suffix=[""])
     args.update(kwargs)
     with pytest.raises(InputError) as err:
         Qwen3VLBatchCaption().caption(**args)

@@ -108,3 +108,28 @@ def test_workflow_runs_in_real_comfyui_with_model_path_only(workflow, comfy_env,
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     result = json.loads(out.stdout[out.stdout.index("{"):])
     assert result["status"] == "success" and result["outputs"]
+
+
+def test_live_text_and_progress_reach_a_websocket_client(comfy_env):
+    """A 256-token answer in describe_image: the Generate node's binary TEXT events (send_progress_text) and its
+    progress events reach the client that queued the prompt, at most ~10 per second each plus the first and last.
+    tests/comfy_ws.py decodes the binary frames (the harness's --show-events only counts their bytes)."""
+    cmd = [PYTHON, str(ROOT / "tests" / "comfy_ws.py"), str(ROOT / "workflows" / "describe_image.json"),
+           "--custom-node", str(ROOT), "--input", str(INPUTS[0]), "--run-root", str(comfy_env["runs"]),
+           "--set", "3.max_new_tokens=256", "--set", '3.preset="Greedy"',
+           "--set", f"1.model_path={json.dumps(str(comfy_env['model']))}",  # models/LLM is empty here
+           f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
+    env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, COMFYUI_HARNESS=str(HARNESS),
+               PYTHONDONTWRITEBYTECODE="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = json.loads(out.stdout)["rounds"][0]
+    assert run["status"] == "execution_success", run
+    generate, answer, info = run["nodes"]["3"], run["outputs"]["4"]["text"][0], run["outputs"]["5"]["text"][0]
+    tokens = int(info.split("generated tokens: ")[1].split("\n")[0])
+    texts, progress = generate["texts"], generate["progress"]
+    assert texts and texts[-1] == answer  # the node ends showing the answer
+    assert progress[0] == 1 and progress[-1] == tokens and progress == sorted(progress)
+    assert len(texts) <= run["seconds"] / 0.1 + 2 and len(progress) <= run["seconds"] / 0.1 + 2
+    print(f"\n{tokens}-token answer in real ComfyUI, {run['seconds']:.2f} s: {len(progress)} progress events, "
+          f"{len(texts)} text events")

@@ -12,6 +12,7 @@ from qwen3vl_pack.loaders.tasks import ask
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.tests.spies import spy_prepare_inputs
 from qwen3vl_pack.utils.errors import InputError
+from qwen3vl_pack.utils.node_options import check_sampling
 from qwen3vl_pack.utils.presets import resolve_options
 
 
@@ -28,7 +29,7 @@ def _comfy_image(*pils) -> torch.Tensor:
 def test_every_image_of_a_batch_reaches_the_model(dense, monkeypatch):
     calls = spy_prepare_inputs(monkeypatch)
     image = _comfy_image(_pil(1), _pil(2), _pil(3))
-    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Compare these.", "Greedy", 8, 0, image=image)
+    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Compare these.", "Greedy", 8, image=image)
     inputs = calls[0]
     assert inputs["image_grid_thw"].shape == (3, 3)
     per_image = (inputs["image_grid_thw"].prod(-1) // 4).tolist()
@@ -50,7 +51,7 @@ def test_processor_keys_are_all_passed_to_generate(dense, monkeypatch):
     monkeypatch.setattr(type(dense.model), "generate", spy)
     inputs, _ = engine.prepare_inputs(dense.processor, [[{"role": "user", "content": [
         {"type": "image", "image": _pil(0)}, {"type": "text", "text": "hi"}]}]])
-    Qwen3VLGenerate().generate(dense, "hi", "Greedy", 2, 0, image=_comfy_image(_pil(0)))
+    Qwen3VLGenerate().generate(dense, "hi", "Greedy", 2, image=_comfy_image(_pil(0)))
     assert set(inputs.keys()) <= set(seen)
 
 
@@ -69,7 +70,7 @@ def test_node_matches_plain_transformers_under_greedy(dense):
     result = ask(dense, "Describe this image.", resolve_options("Greedy", 24),
                  images=[torch.from_numpy(np.array(pil)).permute(2, 0, 1)], max_visual_tokens=0)
     assert result.token_ids == plain_ids
-    text, _, _, _ = Qwen3VLGenerate().generate(dense, "Describe this image.", "Greedy", 24, 0,
+    text, _, _, _ = Qwen3VLGenerate().generate(dense, "Describe this image.", "Greedy", 24,
                                             image=_comfy_image(pil), max_visual_tokens=0)
     assert text == plain_text.strip()
 
@@ -79,17 +80,17 @@ def test_same_seed_same_output_and_global_rng_untouched(dense):
     image = _comfy_image(_pil(4))
     torch.manual_seed(1234)
     before = torch.random.get_rng_state().clone()
-    a = node.generate(dense, "Describe.", "VL", 20, 42, image=image)[0]
+    a = node.generate(dense, "Describe.", "VL", 20, sampling=check_sampling(seed=42), image=image)[0]
     assert torch.equal(torch.random.get_rng_state(), before)
-    b = node.generate(dense, "Describe.", "VL", 20, 42, image=image)[0]
+    b = node.generate(dense, "Describe.", "VL", 20, sampling=check_sampling(seed=42), image=image)[0]
     assert a == b
-    outs = {node.generate(dense, "Describe.", "VL", 20, s, image=image)[0] for s in range(1, 6)}
+    outs = {node.generate(dense, "Describe.", "VL", 20, sampling=check_sampling(seed=s), image=image)[0] for s in range(1, 6)}
     assert len(outs) > 1  # the seed matters under sampling
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
 def test_text_only_and_system_prompt(dense):
-    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Say hi.", "Text", 6, 0, system_prompt="Be brief.")
+    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Say hi.", "Text", 6, system_prompt="Be brief.")
     assert "<|im_start|>system\nBe brief.<|im_end|>" in info
     assert "visual tokens" not in info
     assert "generated tokens: " in info and "tokens/s" in info
@@ -99,8 +100,8 @@ def test_visual_token_budget_bounds_the_grid(dense, monkeypatch):
     calls = spy_prepare_inputs(monkeypatch)
     image = _comfy_image(_pil(5, (512, 512)))
     node = Qwen3VLGenerate()
-    node.generate(dense, "d", "Greedy", 1, 0, image=image, max_visual_tokens=16)
-    node.generate(dense, "d", "Greedy", 1, 0, image=image, max_visual_tokens=64)
+    node.generate(dense, "d", "Greedy", 1, image=image, max_visual_tokens=16)
+    node.generate(dense, "d", "Greedy", 1, image=image, max_visual_tokens=64)
     small, large = (int(c["image_grid_thw"].prod()) // 4 for c in calls)
     assert small <= 16 < large <= 64
 
@@ -113,7 +114,7 @@ def test_thinking_is_split_from_the_answer(dense, monkeypatch):
         return torch.cat([input_ids, torch.tensor([scripted])], dim=1)
 
     monkeypatch.setattr(type(dense.model), "generate", scripted_generate)
-    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Think.", "Thinking", 50, 0)
+    text, thinking, info, _ = Qwen3VLGenerate().generate(dense, "Think.", "Thinking", 50)
     assert (text, thinking) == ("final answer", "step one")
 
 
@@ -126,9 +127,9 @@ def test_thinking_is_split_from_the_answer(dense, monkeypatch):
 def test_bad_inputs_then_next_run_works(dense, kwargs, name):
     node = Qwen3VLGenerate()
     with pytest.raises(InputError) as err:
-        node.generate(dense, preset="Greedy", seed=0, **kwargs)
+        node.generate(dense, preset="Greedy", **kwargs)
     assert err.value.input_name == name and str(err.value).startswith(name + ":")
-    text, _, _, _ = node.generate(dense, "ok", "Greedy", 2, 0)
+    text, _, _, _ = node.generate(dense, "ok", "Greedy", 2)
     assert isinstance(text, str)
 
 
@@ -136,7 +137,7 @@ def test_moe_generates(moe_path):
     from qwen3vl_pack.loaders.cache import load_model
 
     bundle = load_model(str(moe_path), device="cpu")
-    text, _, info, _ = Qwen3VLGenerate().generate(bundle, "Describe.", "Greedy", 4, 0, image=_comfy_image(_pil(9)))
+    text, _, info, _ = Qwen3VLGenerate().generate(bundle, "Describe.", "Greedy", 4, image=_comfy_image(_pil(9)))
     assert "generated tokens: " in info and isinstance(text, str)
 
 
@@ -144,5 +145,5 @@ def test_keep_loaded_off_frees_after_run(dense_path, clean_cache):
     from qwen3vl_pack.loaders.cache import MODEL_CACHE, load_model
 
     bundle = load_model(str(dense_path), device="cpu", keep_loaded=False)
-    Qwen3VLGenerate().generate(bundle, "hi", "Greedy", 2, 0)
+    Qwen3VLGenerate().generate(bundle, "hi", "Greedy", 2)
     assert bundle.key not in MODEL_CACHE

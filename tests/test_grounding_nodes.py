@@ -41,7 +41,7 @@ def spy(monkeypatch):
 def test_grounding_node_batch_is_one_generate_with_one_conversation_per_image(dense, spy):
     image = _batch(3)
     bboxes, mask, preview, report, text = Qwen3VLGrounding().ground(dense, image, "cat, dog", "boxes", 12,
-                                                                    "Greedy", 0)
+                                                                    "Greedy")
     assert len(spy) == 1
     conversations, inputs = spy[0]
     assert len(conversations) == 3 and inputs["input_ids"].shape[0] == 3
@@ -65,8 +65,8 @@ def test_grounding_node_batch_is_one_generate_with_one_conversation_per_image(de
 
 def test_grounding_node_points_single_image_and_greedy_repeats(dense, spy):
     image = _batch(1)
-    first = Qwen3VLGrounding().ground(dense, image, "the red car", "points", 10, "Greedy", 0, max_visual_tokens=64)
-    second = Qwen3VLGrounding().ground(dense, image, "the red car", "points", 10, "Greedy", 7, max_visual_tokens=64)
+    first = Qwen3VLGrounding().ground(dense, image, "the red car", "points", 10, "Greedy", max_visual_tokens=64)
+    second = Qwen3VLGrounding().ground(dense, image, "the red car", "points", 10, "Greedy", max_visual_tokens=64)
     assert "point_2d" in spy[0][0][0][-1]["content"][-1]["text"]
     assert first[4] == second[4] and "=== image" not in first[4]  # greedy: same answer, no section header
     assert len(first[0]) == 1 and first[1].shape == (1, 64, 96) and first[2].shape == (1, 64, 96, 3)
@@ -75,7 +75,7 @@ def test_grounding_node_points_single_image_and_greedy_repeats(dense, spy):
 @pytest.mark.parametrize("kwargs, name", [({"target": "  "}, "target"), ({"index": "x"}, "index"),
                                           ({"mode": "masks"}, "mode"), ({"preset": "Fast"}, "preset")])
 def test_grounding_node_refuses_bad_inputs_before_generating(dense, spy, kwargs, name):
-    args = dict(model=dense, image=_batch(1), target="cat", mode="boxes", max_new_tokens=8, preset="Greedy", seed=0)
+    args = dict(model=dense, image=_batch(1), target="cat", mode="boxes", max_new_tokens=8, preset="Greedy")
     args.update(kwargs)
     with pytest.raises(InputError, match=f"^{name}:"):
         Qwen3VLGrounding().ground(**args)

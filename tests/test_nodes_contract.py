@@ -22,15 +22,21 @@ def test_public_node_ids():
     assert gen.RETURN_TYPES == ("STRING", "STRING", "STRING", "QWEN3VL_CHAT")
     assert gen.RETURN_NAMES == ("text", "thinking", "info", "chat")
     req = gen.INPUT_TYPES()["required"]
-    assert list(req) == ["model", "prompt", "preset", "max_new_tokens", "seed"]
-    assert req["preset"][0] == ["VL", "Text", "Thinking", "Greedy", "Custom"]
+    assert list(req) == ["model", "prompt", "preset", "max_new_tokens"]
+    assert req["preset"][0] == ["VL", "Text", "Thinking", "Greedy"]
     opt = gen.INPUT_TYPES()["optional"]
-    assert {"system_prompt", "image", "temperature", "top_p", "top_k", "repetition_penalty",
-            "presence_penalty", "min_visual_tokens", "max_visual_tokens"} <= set(opt)
-    assert list(opt)[:9] == ["system_prompt", "image", "temperature", "top_p", "top_k", "repetition_penalty",
-                             "presence_penalty", "min_visual_tokens", "max_visual_tokens"]
-    assert list(opt)[9:] == ["chat", "video", "video_fps", "sample_fps", "max_frames", "max_video_frame_tokens"]
+    assert list(opt) == ["system_prompt", "image", "min_visual_tokens", "max_visual_tokens", "chat", "video",
+                         "video_fps", "sampling", "video_options"]
     assert opt["chat"][0] == "QWEN3VL_CHAT" and opt["video"][0] == "IMAGE" and opt["video_fps"][0] == "FLOAT"
+    assert opt["sampling"][0] == "QWEN3VL_SAMPLING" and opt["video_options"][0] == "QWEN3VL_VIDEO_OPTIONS"
+    sampling, video = NODE_CLASS_MAPPINGS["Qwen3VL_Sampling"], NODE_CLASS_MAPPINGS["Qwen3VL_VideoOptions"]
+    assert sampling.RETURN_TYPES == ("QWEN3VL_SAMPLING",) and video.RETURN_TYPES == ("QWEN3VL_VIDEO_OPTIONS",)
+    assert list(sampling.INPUT_TYPES()["required"]) == ["temperature", "top_p", "top_k", "repetition_penalty",
+                                                        "presence_penalty", "seed"]
+    assert list(video.INPUT_TYPES()["required"]) == ["sample_fps", "max_frames", "max_video_frame_tokens"]
+    for node_id in ("Qwen3VL_Grounding", "Qwen3VL_BatchCaption"):  # one Sampling node serves all three
+        inputs = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+        assert inputs["optional"]["sampling"][0] == "QWEN3VL_SAMPLING" and "seed" not in inputs["required"]
     linputs = loader.INPUT_TYPES()
     assert list(linputs["required"]) == ["model", "dtype", "attention", "quantization", "device", "keep_loaded"]
     assert list(linputs["optional"]) == ["model_path", "trust_remote_code"]
@@ -59,19 +65,22 @@ _ISOLATION = """
 import importlib.abc, importlib.util, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('folder_paths', 'comfy', 'server', 'nodes', 'execution'):
+        if name.split('.')[0] in ('folder_paths', 'comfy', 'comfy_execution', 'server', 'nodes', 'execution'):
             raise ImportError('ComfyUI is not here: ' + name)
 sys.meta_path.insert(0, Block())
 root = sys.argv[1]
 spec = importlib.util.spec_from_file_location('p', root + '/__init__.py', submodule_search_locations=[root])
 sys.modules['p'] = importlib.util.module_from_spec(spec)
-for mod in ('utils.images', 'utils.presets', 'utils.text', 'utils.messages', 'utils.sampling',
+for mod in ('utils.images', 'utils.presets', 'utils.text', 'utils.messages', 'utils.sampling', 'utils.feedback',
+            'utils.node_options',
             'loaders.cache', 'loaders.engine', 'loaders.tasks', 'loaders.resolve', 'loaders.options'):
     importlib.import_module('p.' + mod)
 bad = [m for m in sys.modules if m.split('.')[0] in ('folder_paths', 'comfy')]
 assert not bad, bad
 import p.nodes as n   # nodes import too, with fallbacks
 assert n.comfy_services.folder_paths is None and n.comfy_services.llm_dirs() == []
+assert n.comfy_services.PromptServer is None and n.comfy_services.running_node_id() is None
+n.comfy_services.show_text('no ComfyUI: nothing to show')
 print('ok')
 """
 

@@ -27,6 +27,7 @@ from qwen3vl_pack.nodes.grounding import Qwen3VLGrounding
 from qwen3vl_pack.nodes.server import Qwen3VLServerModel
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.messages import build_messages
+from qwen3vl_pack.utils.node_options import check_sampling, check_video_options
 from qwen3vl_pack.utils.openai_messages import to_openai
 from qwen3vl_pack.utils.video import prepare_video, video_sampling
 
@@ -88,9 +89,9 @@ def _info_number(info: str, key: str) -> int:
 @pytest.mark.parametrize("count", [1, 3])
 def test_generate_images_prompt_and_tokens_match(server, local, count):
     images = _images(count)
-    text, thinking, info, chat = Qwen3VLGenerate().generate(server, "Describe these images.", "Greedy", 24, 0,
+    text, thinking, info, chat = Qwen3VLGenerate().generate(server, "Describe these images.", "Greedy", 24,
                                                             image=images)
-    _, _, local_info, _ = Qwen3VLGenerate().generate(local, "Describe these images.", "Greedy", 24, 0, image=images)
+    _, _, local_info, _ = Qwen3VLGenerate().generate(local, "Describe these images.", "Greedy", 24, image=images)
     prompt = _info_number(info, "prompt tokens")
     conversation = chat.messages[:-1]
     assert prompt == len(_tokenize(server, list(conversation)))  # what the server itself counts
@@ -98,21 +99,21 @@ def test_generate_images_prompt_and_tokens_match(server, local, count):
     assert re.search(r"visual tokens per image: (.*)", info).group(1) == \
         re.search(r"visual tokens per image: (.*)", local_info).group(1)
     assert 1 <= _info_number(info, "generated tokens") <= 24
-    again = Qwen3VLGenerate().generate(server, "Describe these images.", "Greedy", 24, 0, image=images)
+    again = Qwen3VLGenerate().generate(server, "Describe these images.", "Greedy", 24, image=images)
     assert again[0] == text  # greedy is reproducible on the server too
 
 
 def test_sampling_presets_and_seed(server):
     image = _images(1)
-    runs = [Qwen3VLGenerate().generate(server, "Describe.", "VL", 16, seed, image=image)[0] for seed in (7, 7)]
+    runs = [Qwen3VLGenerate().generate(server, "Describe.", "VL", 16, sampling=check_sampling(seed=seed), image=image)[0] for seed in (7, 7)]
     assert runs[0] == runs[1]
 
 
 def test_chat_second_turn_matches_local_prompt_length(server, local):
     image = _images(1)
     gen = Qwen3VLGenerate()
-    _, _, _, chat = gen.generate(server, "What is this?", "Greedy", 12, 0, image=image, system_prompt="Be brief.")
-    _, _, info, chat2 = gen.generate(server, "And the colours?", "Greedy", 12, 0, chat=chat)
+    _, _, _, chat = gen.generate(server, "What is this?", "Greedy", 12, image=image, system_prompt="Be brief.")
+    _, _, info, chat2 = gen.generate(server, "And the colours?", "Greedy", 12, chat=chat)
     assert chat2.turns == 2 and chat2.system_prompt == "Be brief."
     from qwen3vl_pack.loaders.engine import prepare_inputs
 
@@ -136,15 +137,15 @@ def test_video_timestamps_match_the_local_path(server, local, frames, fps, max_f
     # vLLM keep them): whole prompts are as long on 5.x only
     extra = 0 if transformers_major() >= 5 else 2
     assert len(_tokenize(server, conversation)) == inputs["input_ids"].shape[1] + extra
-    text, _, info, _ = Qwen3VLGenerate().generate(server, "Describe the video.", "Greedy", 8, 0, video=clip,
-                                                  video_fps=fps, max_frames=max_frames, max_video_frame_tokens=64)
+    text, _, info, _ = Qwen3VLGenerate().generate(server, "Describe the video.", "Greedy", 8, video=clip,
+                                                  video_fps=fps, video_options=check_video_options(2.0, max_frames, 64))
     assert "timestamp" in info and _info_number(info, "prompt tokens") == inputs["input_ids"].shape[1] + extra
 
 
 def test_grounding(server):
     images = _images(2, 256, 320)
     bboxes, mask, preview, json_text, text = Qwen3VLGrounding().ground(server, images, "cat", "boxes", 64,
-                                                                       "Greedy", 0)
+                                                                       "Greedy")
     assert len(bboxes) == 2 and tuple(mask.shape) == (2, 256, 320) and tuple(preview.shape) == (2, 256, 320, 3)
     assert "=== image 1 ===" in text and "=== image 2 ===" in text
 
@@ -152,11 +153,11 @@ def test_grounding(server):
 def test_batch_caption_in_order_and_equal_to_single_requests(server):
     images = [_images(1, 192 + 32 * i, 256) for i in range(5)]
     node = Qwen3VLBatchCaption()
-    (captions,) = node.caption([server], images, ["custom"], [8], ["Greedy"], [12], [0], [""], [""],
+    (captions,) = node.caption([server], images, ["custom"], [8], ["Greedy"], [12], [""], [""],
                                custom_prompt=["Caption this image."])
     assert len(captions) == 5
     served.forget_answers()
-    singles = [node.caption([server], [img], ["custom"], [1], ["Greedy"], [12], [0], [""], [""],
+    singles = [node.caption([server], [img], ["custom"], [1], ["Greedy"], [12], [""], [""],
                             custom_prompt=["Caption this image."])[0][0] for img in images]
     assert captions == singles
 
@@ -185,11 +186,11 @@ def test_cli_ask_and_caption_through_the_server(tmp_path):
 def test_bad_inputs_against_the_real_server(server):
     gen = Qwen3VLGenerate()
     with pytest.raises(InputError) as err:  # --limit-mm-per-prompt image=4
-        gen.generate(server, "Describe.", "Greedy", 8, 0, image=_images(5, 64, 64))
+        gen.generate(server, "Describe.", "Greedy", 8, image=_images(5, 64, 64))
     assert str(err.value).startswith("image:") and "limit-mm-per-prompt" in str(err.value)
     with pytest.raises(InputError) as err:  # --max-model-len 2048
-        gen.generate(server, "Describe.", "Greedy", 4000, 0, image=_images(1))
+        gen.generate(server, "Describe.", "Greedy", 4000, image=_images(1))
     assert str(err.value).startswith("max_new_tokens:") and "server said" in str(err.value)
     with pytest.raises(InputError, match="^model:"):
         connect(URL, "no-such-model")
-    assert gen.generate(server, "Describe.", "Greedy", 8, 0, image=_images(1))[0] is not None  # next run works
+    assert gen.generate(server, "Describe.", "Greedy", 8, image=_images(1))[0] is not None  # next run works

@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
+from qwen3vl_pack.nodes.option_nodes import Qwen3VLVideoOptions
 from qwen3vl_pack.tests.spies import spy_prepare_inputs
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.messages import Chat, build_messages, check_chat
 from qwen3vl_pack.utils.video import VideoSampling, frame_size, prepare_video, sample_indices, video_sampling
 
 STAMP = re.compile(r"<(\d+\.\d) seconds>")
+VIDEO_DEFAULTS = dict(sample_fps=2.0, max_frames=64, max_video_frame_tokens=256)
 
 
 def _frames(n: int, h: int = 64, w: int = 96, seed: int = 0) -> torch.Tensor:
@@ -30,7 +32,11 @@ def _stamps(info: str) -> list[float]:
 
 
 def _run(bundle, prompt="What happens?", **kwargs):
-    return Qwen3VLGenerate().generate(bundle, prompt, "Greedy", kwargs.pop("max_new_tokens", 6), 0, **kwargs)
+    """Generate; sample_fps / max_frames / max_video_frame_tokens go through a Qwen3-VL Video Options node."""
+    video = {k: kwargs.pop(k) for k in ("sample_fps", "max_frames", "max_video_frame_tokens") if k in kwargs}
+    if video:
+        kwargs["video_options"] = Qwen3VLVideoOptions().options(**{**VIDEO_DEFAULTS, **video})[0]
+    return Qwen3VLGenerate().generate(bundle, prompt, "Greedy", kwargs.pop("max_new_tokens", 6), **kwargs)
 
 
 # ---- pure sampling -------------------------------------------------------------------------------------------
