@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import InputError
+from .images import smart_resize
 from .messages import check_text
 from .text import split_thinking
 
@@ -228,16 +229,7 @@ def _label(obj: dict) -> str:
 def qwen25_resized_size(width: int, height: int, factor: int = QWEN25_FACTOR, min_pixels: int = QWEN25_MIN_PIXELS,
                         max_pixels: int = QWEN25_MAX_PIXELS) -> tuple[int, int]:
     """The ``(width, height)`` Qwen2.5-VL's processor resizes an image to (its ``smart_resize``)."""
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
+    h_bar, w_bar = smart_resize(height, width, factor, min_pixels, max_pixels)
     return w_bar, h_bar
 
 

@@ -18,6 +18,22 @@ logger = logging.getLogger(__name__)
 MAX_ASPECT = 200  # Qwen's image/video processors refuse anything more elongated than 200:1
 
 
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen's ``smart_resize``: ``(height, width)`` in multiples of ``factor`` with ``min_pixels <= h * w <=
+    max_pixels`` (Qwen2.5-VL: factor 28; Qwen3-VL: 32), as the Qwen processors resize images."""
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return int(h_bar), int(w_bar)
+
+
 def check_aspect(height: int, width: int, input_name: str = "image", what: str = "image") -> None:
     """Refuse sizes the processor cannot take (aspect ratio over 200:1) with an error naming the input."""
     if max(height, width) > MAX_ASPECT * max(1, min(height, width)):

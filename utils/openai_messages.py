@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from dataclasses import dataclass, field
 
 import torch
 
 from .errors import InputError
+from .images import smart_resize
 from .video import TOKEN_SIDE
 
 MAX_IMAGE_TOKENS = 16384  # Qwen's own ceiling per image, used when no budget is set
@@ -36,19 +36,8 @@ class OpenAIRequest:
 def smart_size(height: int, width: int, min_pixels: int | None = None, max_pixels: int | None = None,
                factor: int = TOKEN_SIDE) -> tuple[int, int]:
     """Qwen's ``smart_resize``: sides in multiples of ``factor`` with ``min_pixels <= h * w <= max_pixels``."""
-    lo = min_pixels or MIN_IMAGE_TOKENS * factor * factor
-    hi = max_pixels or MAX_IMAGE_TOKENS * factor * factor
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > hi:
-        beta = math.sqrt(height * width / hi)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < lo:
-        beta = math.sqrt(lo / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return int(h_bar), int(w_bar)
+    return smart_resize(height, width, factor, min_pixels or MIN_IMAGE_TOKENS * factor * factor,
+                        max_pixels or MAX_IMAGE_TOKENS * factor * factor)
 
 
 def _as_chw(image) -> torch.Tensor:
