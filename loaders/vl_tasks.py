@@ -16,17 +16,18 @@ from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
 from ..utils.task_prompts import DEFAULT_STYLE, build_task_prompt, check_task
 from ..utils.task_render import TaskOutputs, events_outputs, image_task_outputs, text_task_outputs
+from ..utils.text import check_answers_complete
 from ..utils.video import video_sampling
-from .cache import ModelBundle
 from .tasks import converse, run_conversations
 
 logger = logging.getLogger(__name__)
 
 
-def run_task(bundle: ModelBundle, task: str, options: GenerationOptions, image=None, video=None,
+def run_task(bundle, task: str, options: GenerationOptions, image=None, video=None,
              video_fps: float = 0.0, target: str = "", language: str = "auto", style: str = DEFAULT_STYLE,
              fov: float = DEFAULT_FOV, max_visual_tokens: int = 0,
-             on_step: Callable[[int], bool | None] | None = None) -> TaskOutputs:
+             on_step: Callable[[int], bool | None] | None = None,
+             on_text: Callable[[str, str], object] | None = None) -> TaskOutputs:
     """Run ``task``'s official prompt on every image of ``image`` (or on the clip ``video`` at ``video_fps``).
 
     ``max_visual_tokens`` 0 takes the task's own budget (2048 for text-heavy pages, else 1280).
@@ -40,7 +41,8 @@ def run_task(bundle: ModelBundle, task: str, options: GenerationOptions, image=N
             raise InputError("video", f"is needed for the {task} task.", "Connect a frame batch (e.g. core Get "
                              "Video Components images, VHS Load Video) and its frame rate to video_fps.")
         reply = converse(bundle, prompt.user, options, system_prompt=prompt.system, video=video,
-                         video_sampling=video_sampling(video_fps), on_step=on_step)
+                         video_sampling=video_sampling(video_fps), on_step=on_step, on_text=on_text)
+        check_answers_complete([reply.result], options.max_new_tokens, "video")  # never parse a draft
         logger.debug("%s answer: %s", task, reply.result.text)
         if spec.video:
             return events_outputs(reply.result.text, video, video_fps)
@@ -51,7 +53,9 @@ def run_task(bundle: ModelBundle, task: str, options: GenerationOptions, image=N
     image = check_image_batch(image, "image")
     conversations = [build_messages(prompt.user, [frame], prompt.system) for frame in to_uint8_chw(image).unbind(0)]
     results = run_conversations(bundle, conversations, options,
-                                max_visual_tokens=max_visual_tokens or spec.max_visual_tokens, on_step=on_step)
+                                max_visual_tokens=max_visual_tokens or spec.max_visual_tokens, on_step=on_step,
+                                on_text=on_text)
+    check_answers_complete(results, options.max_new_tokens, "image")  # never parse a draft
     texts = [r.text for r in results]
     logger.debug("%s answers: %s", task, texts)
     return image_task_outputs(task, texts, image, fov)

@@ -101,8 +101,10 @@ class Qwen3VLTask:
             video_fps=0.0, max_visual_tokens=0):
         tokens = max_new_tokens or check_task(task).max_new_tokens
         options = resolve_options(preset, tokens, seed)
+        feedback = comfy.NodeFeedback(tokens)
         outputs = run_task(model, task, options, image, video, video_fps, target, language, style, fov,
-                           max_visual_tokens, on_step=comfy.token_callback(tokens))
+                           max_visual_tokens, on_step=feedback.on_step, on_text=feedback.on_text)
+        feedback.finish()
         return outputs.as_tuple()
 
 

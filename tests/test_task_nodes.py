@@ -157,3 +157,21 @@ def test_task_workflows(name, tasks):
         assert fed == {("Qwen3VL_ModelLoader", "model"), ("LoadImage", "image")}
     if name == "points_to_sam2.json":
         assert "coordinates_positive" in note and "Sam2Segmentation" in note
+
+
+def test_task_node_shows_live_text_and_refuses_a_thinking_draft(tmp_path, monkeypatch):
+    """Live text reaches the node like Generate's; a Thinking answer cut off while thinking is not parsed."""
+    from qwen3vl_pack.loaders.cache import load_model
+    from qwen3vl_pack.nodes import comfy_services
+    from qwen3vl_pack.nodes.task import Qwen3VLTask
+    from qwen3vl_pack.tests.tiny_model import build_tiny_model
+    from qwen3vl_pack.utils.errors import InputError
+
+    shown = []
+    monkeypatch.setattr(comfy_services.NodeFeedback, "_show", lambda self: shown.append(self.text))
+    path = build_tiny_model(tmp_path / "thinking", "dense", thinking=True)
+    bundle = load_model(str(path), [], dtype="fp32", attention="sdpa", device="cpu")
+    image = torch.rand(1, 64, 64, 3)
+    with pytest.raises(InputError, match="^max_new_tokens:"):
+        Qwen3VLTask().run(bundle, "points", "cat", "auto", "detailed", 60.0, 6, "Greedy", 0, image=image)
+    assert shown and "[thinking]" in shown[-1]
