@@ -24,6 +24,7 @@ from qwen3vl_pack.nodes.grounding import Qwen3VLParseGrounding
 from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
 from qwen3vl_pack.utils.errors import InputError, ModelLoadError
 from qwen3vl_pack.utils.images import image_batch_to_list
+from qwen3vl_pack.utils.node_options import check_sampling, check_video_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -224,9 +225,24 @@ def test_download_into_a_read_only_models_folder_is_refused(tmp_path, monkeypatc
 
 # --- tensors --------------------------------------------------------------------------------------------------
 
+SAMPLING_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty", "seed")
+VIDEO_OPTION_NAMES = ("sample_fps", "max_frames", "max_video_frame_tokens")
+
+
 def _gen(m, **kw):
-    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=3, seed=0)
+    """Generate as a graph runs it: sampling values and the seed come through a Qwen3-VL Sampling node, video
+    sampling through a Qwen3-VL Video Options node (their checks are the ones these nodes run)."""
+    sampling = {k: kw.pop(k) for k in SAMPLING_NAMES if k in kw}
+    video = {k: kw.pop(k) for k in VIDEO_OPTION_NAMES if k in kw}
+    custom = kw.get("preset") == "Custom"  # the old Custom preset = a connected Sampling node
+    if custom:
+        kw.pop("preset")
+    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=3)
     args.update(kw)
+    if sampling or custom:
+        args["sampling"] = check_sampling(**sampling)
+    if video:
+        args["video_options"] = check_video_options(**video)
     return Qwen3VLGenerate().generate(m, **args)
 
 
@@ -241,7 +257,7 @@ def test_images_and_videos_on_the_meta_device_are_refused(dense, where):
         elif where == "parse_grounding":
             Qwen3VLParseGrounding().parse("[]", meta, "qwen3")
         else:
-            Qwen3VLBatchCaption().caption([dense], [meta], ["short"], [1], ["Greedy"], [4], [0], [""], [""])
+            Qwen3VLBatchCaption().caption([dense], [meta], ["short"], [1], ["Greedy"], [4], [""], [""])
     assert err.value.input_name in ("image", "video", "images") and "meta" in str(err.value)
 
 

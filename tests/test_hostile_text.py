@@ -24,6 +24,7 @@ from qwen3vl_pack.utils.captions import build_caption_prompt
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.grounding import build_grounding_prompt, parse_index
 from qwen3vl_pack.utils.messages import Chat, build_messages, extend_chat
+from qwen3vl_pack.utils.node_options import check_sampling, check_video_options
 from qwen3vl_pack.utils.presets import resolve_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +35,24 @@ def _img(b=1, h=64, w=64):
     return torch.rand(b, h, w, 3, generator=torch.Generator().manual_seed(0))
 
 
+SAMPLING_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty", "seed")
+VIDEO_OPTION_NAMES = ("sample_fps", "max_frames", "max_video_frame_tokens")
+
+
 def _gen(m, **kw):
-    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=2, seed=0)
+    """Generate as a graph runs it: sampling values and the seed come through a Qwen3-VL Sampling node, video
+    sampling through a Qwen3-VL Video Options node (their checks are the ones these nodes run)."""
+    sampling = {k: kw.pop(k) for k in SAMPLING_NAMES if k in kw}
+    video = {k: kw.pop(k) for k in VIDEO_OPTION_NAMES if k in kw}
+    custom = kw.get("preset") == "Custom"  # the old Custom preset = a connected Sampling node
+    if custom:
+        kw.pop("preset")
+    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=2)
     args.update(kw)
+    if sampling or custom:
+        args["sampling"] = check_sampling(**sampling)
+    if video:
+        args["video_options"] = check_video_options(**video)
     return GEN.generate(m, **args)
 
 
@@ -124,10 +140,10 @@ def test_prompts_with_lone_surrogates_are_refused_by_name(dense, name):
         if name in ("prompt", "system_prompt"):
             _gen(dense, image=_img(), **{name: bad})
         elif name == "target":
-            Qwen3VLGrounding().ground(dense, _img(), bad, "boxes", 4, "Greedy", 0)
+            Qwen3VLGrounding().ground(dense, _img(), bad, "boxes", 4, "Greedy")
         else:
             extra = {"custom_prompt": [bad]} if name == "custom_prompt" else {}
-            Qwen3VLBatchCaption().caption([dense], [_img()], ["short"], [1], ["Greedy"], [4], [0],
+            Qwen3VLBatchCaption().caption([dense], [_img()], ["short"], [1], ["Greedy"], [4],
                                           [bad if name == "prefix" else ""], [""], **extra)
     assert err.value.input_name == name and "surrogate" in str(err.value) and len(err.value.advice) > 10
     assert _gen(dense, image=_img())[0] is not None  # the next call works

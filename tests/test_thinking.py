@@ -85,7 +85,7 @@ def test_thinking_template_opens_think(thinking, dense):
 
 def test_cut_off_thinking_is_not_an_answer(thinking):
     """Real generation (random weights, greedy): 8 tokens and no </think> -> all thinking, text empty."""
-    text, thought, info, chat = Qwen3VLGenerate().generate(thinking, "Describe this image.", "Greedy", 8, 0,
+    text, thought, info, chat = Qwen3VLGenerate().generate(thinking, "Describe this image.", "Greedy", 8,
                                                            image=_image())
     assert text == ""
     assert thought and "answer cut off" in info and "after 8 generated tokens (max_new_tokens 8)" in info
@@ -94,14 +94,14 @@ def test_cut_off_thinking_is_not_an_answer(thinking):
 
 def test_finished_thinking_splits_reasoning_and_answer(thinking, monkeypatch):
     _script(monkeypatch, thinking, "The image is grey.</think>\n\nA grey square.", eos=True)
-    text, thought, info, _ = Qwen3VLGenerate().generate(thinking, "Describe.", "Greedy", 64, 0, image=_image())
+    text, thought, info, _ = Qwen3VLGenerate().generate(thinking, "Describe.", "Greedy", 64, image=_image())
     assert (thought, text) == ("The image is grey.", "A grey square.")
     assert "answer cut off" not in info
 
 
 def test_instruct_output_without_tags_stays_the_answer(dense, monkeypatch):
     _script(monkeypatch, dense, "A grey square", eos=False)
-    text, thought, info, _ = Qwen3VLGenerate().generate(dense, "Describe.", "Greedy", 64, 0, image=_image())
+    text, thought, info, _ = Qwen3VLGenerate().generate(dense, "Describe.", "Greedy", 64, image=_image())
     assert (thought, text) == ("", "A grey square") and "answer cut off" not in info
 
 
