@@ -7,12 +7,10 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,8 @@ from qwen3vl_pack.utils.captions import plan_targets, save_captions, write_capti
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.image_files import list_image_files
 
+from .node_calls import deadline
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,21 +36,6 @@ def _png(path: Path, size=(40, 30), seed=0) -> Path:
 
 def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-@contextmanager
-def _deadline(seconds: int):
-    """Fail (instead of hanging the suite) if the block blocks longer than ``seconds``."""
-    def expired(signum, frame):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # --- a caption file is never an image -------------------------------------------------------------------------
@@ -301,7 +286,7 @@ def test_save_captions_checks_every_target_before_writing_the_first(tmp_path, ki
     folder.mkdir()
     paths = [str(folder / "a.png"), str(folder / "b.png"), _hazard(folder, kind)]
     before = _names(folder)
-    with _deadline(20), pytest.raises(InputError) as err:
+    with deadline(20), pytest.raises(InputError) as err:
         Qwen3VLSaveCaptions().save(["A", "B", "C"], paths, [policy], [".txt"])
     assert err.value.input_name == "paths" and len(err.value.advice) > 10
     assert _names(folder) == before  # a.txt and b.txt were not written

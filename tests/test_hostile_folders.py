@@ -5,11 +5,9 @@ and in models/LLM never break a listing or make INPUT_TYPES raise. No model need
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,8 @@ from PIL import Image
 from qwen3vl_pack.nodes.caption import Qwen3VLLoadImageFolder
 from qwen3vl_pack.utils.image_files import SORT_ORDERS, list_image_files, read_rgb
 
+from .node_calls import deadline
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,21 +26,6 @@ def _png(path: Path, size=(40, 30), seed=0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, format="PNG")
     return path
-
-
-@contextmanager
-def _deadline(seconds: int):
-    """Fail (instead of hanging the suite) if the block blocks longer than ``seconds``."""
-    def expired(signum, frame):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # --- never hang: special files --------------------------------------------------------------------------------
@@ -58,7 +43,7 @@ def test_fifo_socket_and_device_files_among_images_are_skipped(tmp_path):
     _png(tmp_path / "real.png")
     held = _special_files(tmp_path)
     try:
-        with _deadline(30):
+        with deadline(30):
             for order in SORT_ORDERS:
                 files, _ = list_image_files(str(tmp_path), sort=order)
                 assert [f.name for f in files] == ["real.png"]
@@ -115,6 +100,6 @@ def test_model_list_survives_link_loops_dangling_links_and_odd_entries(tmp_path,
     os.mkfifo(llm / "config_fifo" / "config.json")
     (tmp_path / "LLM2").symlink_to("LLM2")  # a search folder that is itself a loop
     monkeypatch.setattr(comfy_services, "llm_dirs", lambda: [str(tmp_path / "LLM2"), str(llm), str(tmp_path / "no")])
-    with _deadline(20):
+    with deadline(20):
         choices = Qwen3VLModelLoader.INPUT_TYPES()["required"]["model"][0]
     assert choices == ["good"]

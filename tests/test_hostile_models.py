@@ -19,12 +19,12 @@ from PIL import Image
 from qwen3vl_pack.loaders.cache import MODEL_CACHE
 from qwen3vl_pack.loaders.download import check_repo_id, download_model
 from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption
-from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.nodes.grounding import Qwen3VLParseGrounding
 from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
 from qwen3vl_pack.utils.errors import InputError, ModelLoadError
 from qwen3vl_pack.utils.images import image_batch_to_list
-from qwen3vl_pack.utils.node_options import check_sampling, check_video_options
+
+from .node_calls import generate_node
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,25 +225,8 @@ def test_download_into_a_read_only_models_folder_is_refused(tmp_path, monkeypatc
 
 # --- tensors --------------------------------------------------------------------------------------------------
 
-SAMPLING_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty", "seed")
-VIDEO_OPTION_NAMES = ("sample_fps", "max_frames", "max_video_frame_tokens")
-
-
 def _gen(m, **kw):
-    """Generate as a graph runs it: sampling values and the seed come through a Qwen3-VL Sampling node, video
-    sampling through a Qwen3-VL Video Options node (their checks are the ones these nodes run)."""
-    sampling = {k: kw.pop(k) for k in SAMPLING_NAMES if k in kw}
-    video = {k: kw.pop(k) for k in VIDEO_OPTION_NAMES if k in kw}
-    custom = kw.get("preset") == "Custom"  # the old Custom preset = a connected Sampling node
-    if custom:
-        kw.pop("preset")
-    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=3)
-    args.update(kw)
-    if sampling or custom:
-        args["sampling"] = check_sampling(**sampling)
-    if video:
-        args["video_options"] = check_video_options(**video)
-    return Qwen3VLGenerate().generate(m, **args)
+    return generate_node(m, 3, **kw)
 
 
 @pytest.mark.parametrize("where", ["image", "video", "parse_grounding", "batch_caption"])

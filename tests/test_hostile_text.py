@@ -6,68 +6,34 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
 from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder
-from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.nodes.grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from qwen3vl_pack.tests.tiny_model import SPECIAL_TOKENS
 from qwen3vl_pack.utils.captions import build_caption_prompt
 from qwen3vl_pack.utils.errors import InputError
 from qwen3vl_pack.utils.grounding import build_grounding_prompt, parse_index
 from qwen3vl_pack.utils.messages import Chat, build_messages, extend_chat
-from qwen3vl_pack.utils.node_options import check_sampling, check_video_options
 from qwen3vl_pack.utils.presets import resolve_options
 
+from .node_calls import deadline, generate_node
+
 ROOT = Path(__file__).resolve().parents[1]
-GEN = Qwen3VLGenerate()
 
 
 def _img(b=1, h=64, w=64):
     return torch.rand(b, h, w, 3, generator=torch.Generator().manual_seed(0))
 
 
-SAMPLING_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty", "seed")
-VIDEO_OPTION_NAMES = ("sample_fps", "max_frames", "max_video_frame_tokens")
-
-
 def _gen(m, **kw):
-    """Generate as a graph runs it: sampling values and the seed come through a Qwen3-VL Sampling node, video
-    sampling through a Qwen3-VL Video Options node (their checks are the ones these nodes run)."""
-    sampling = {k: kw.pop(k) for k in SAMPLING_NAMES if k in kw}
-    video = {k: kw.pop(k) for k in VIDEO_OPTION_NAMES if k in kw}
-    custom = kw.get("preset") == "Custom"  # the old Custom preset = a connected Sampling node
-    if custom:
-        kw.pop("preset")
-    args = dict(prompt="Describe.", preset="Greedy", max_new_tokens=2)
-    args.update(kw)
-    if sampling or custom:
-        args["sampling"] = check_sampling(**sampling)
-    if video:
-        args["video_options"] = check_video_options(**video)
-    return GEN.generate(m, **args)
-
-
-@contextmanager
-def _deadline(seconds: int):
-    def expired(signum, frame):
-        raise TimeoutError(f"took more than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+    return generate_node(m, 2, **kw)
 
 
 # --- special tokens typed as text -----------------------------------------------------------------------------
@@ -217,10 +183,10 @@ def test_seed_out_of_range_or_bool_is_refused(dense, seed):
 @pytest.mark.parametrize("index", ["0-99999999999", "0-100000", "5-999999999", "1" * 20, "0," * 6000])
 def test_grounding_index_is_bounded_before_it_is_expanded(index):
     start = time.perf_counter()
-    with _deadline(10), pytest.raises(InputError) as err:
+    with deadline(10), pytest.raises(InputError) as err:
         parse_index(index)
     assert err.value.input_name == "index" and time.perf_counter() - start < 1.0
-    with _deadline(10), pytest.raises(InputError):
+    with deadline(10), pytest.raises(InputError):
         Qwen3VLParseGrounding().parse('[{"bbox_2d": [0, 0, 9, 9], "label": "a"}]', _img(), "qwen3", index=index)
 
 
@@ -243,7 +209,7 @@ HOSTILE_GROUNDING = {
 
 @pytest.mark.parametrize("case", list(HOSTILE_GROUNDING))
 def test_deeply_nested_or_huge_grounding_text_gives_empty_outputs_and_a_warning(case, caplog):
-    with _deadline(60), caplog.at_level(logging.WARNING):
+    with deadline(60), caplog.at_level(logging.WARNING):
         bboxes, mask, preview, js = Qwen3VLParseGrounding().parse(HOSTILE_GROUNDING[case], _img(b=2), "qwen3")
     assert bboxes == [[], []] and float(mask.sum()) == 0.0 and preview.shape == (2, 64, 64, 3)
     assert '"detections": []' in js and "grounding" in caplog.text
