@@ -54,15 +54,18 @@ class ServerBundle:
         return self.model
 
     def client(self) -> OpenAIClient:
-        key = (self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency)
+        """The HTTP client: one shared pool per server and settings with keep_alive, else a new one (closed
+        after the run)."""
         if not self.keep_alive:
-            return OpenAIClient(self.base_url, self.api_key_env, self.timeout_s, max_connections=self.max_concurrency)
+            return self._new_client()
+        key = (self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency)
         with _CLIENTS_LOCK:
-            client = _CLIENTS.get(key)
-            if client is None:
-                client = _CLIENTS[key] = OpenAIClient(self.base_url, self.api_key_env, self.timeout_s,
-                                                      max_connections=self.max_concurrency)
-            return client
+            if key not in _CLIENTS:
+                _CLIENTS[key] = self._new_client()
+            return _CLIENTS[key]
+
+    def _new_client(self) -> OpenAIClient:
+        return OpenAIClient(self.base_url, self.api_key_env, self.timeout_s, max_connections=self.max_concurrency)
 
 
 def check_settings(timeout_s: float, max_concurrency: int) -> None:
