@@ -1,7 +1,8 @@
 """The one global model cache: load a Qwen3-VL once, hand the same objects to every node.
 
 Keys hold everything that changes the loaded weights (folder, family, dtype, attention,
-quantization, device). A :class:`ModelBundle` carries the key and the settings; its ``model`` and
+quantization, device). LoRA adapters are not in the key: a bundle names them and ``loaders.lora`` adds them
+to the shared model only while that bundle generates. A :class:`ModelBundle` carries the key and the settings; its ``model`` and
 ``processor`` are looked up in the cache when used, so ``unload`` really frees the weights even
 while ComfyUI still holds the bundle in its output cache (the next use reloads them).
 """
@@ -57,6 +58,9 @@ class ModelBundle:
 
     key: CacheKey
     keep_loaded: bool = field(default=True, compare=False)
+    # LoRA adapters (loaders.lora.AdapterRef: folder, strength, file fingerprint) applied while this bundle
+    # generates. They are part of the bundle's identity but not of the cache key: the base weights are shared.
+    adapters: tuple = ()
 
     family = property(lambda self: self.key.family)
     dtype = property(lambda self: self.key.dtype)

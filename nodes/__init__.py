@@ -5,6 +5,7 @@ from .download import Qwen3VLDownloadModel
 from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
+from .lora import Qwen3VLLoraLoader
 from .memory import Qwen3VLUnload
 from .option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
 from .server import Qwen3VLServerModel
@@ -13,6 +14,7 @@ from .task import Qwen3VLParseTask, Qwen3VLTask
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_ServerModel": Qwen3VLServerModel,
+    "Qwen3VL_LoraLoader": Qwen3VLLoraLoader,
     "Qwen3VL_Generate": Qwen3VLGenerate,
     "Qwen3VL_Sampling": Qwen3VLSampling,
     "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
@@ -30,6 +32,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL Model Loader",
     "Qwen3VL_ServerModel": "Qwen3-VL Server Model",
+    "Qwen3VL_LoraLoader": "Qwen3-VL LoRA Loader",
     "Qwen3VL_Generate": "Qwen3-VL Generate",
     "Qwen3VL_Sampling": "Qwen3-VL Sampling",
     "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",

@@ -1,0 +1,178 @@
+"""LoRA adapters (peft folders) on the tiny Qwen3-VL models: the pack's greedy answers equal PeftModel's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from qwen3vl_pack.loaders import cache, engine, lora
+from qwen3vl_pack.loaders.cache import load_model
+from qwen3vl_pack.loaders.lora import describe, with_adapter
+from qwen3vl_pack.loaders.tasks import run_conversations
+from qwen3vl_pack.tests.tiny_lora import (
+    ATTENTION_TARGETS,
+    TEXT_TARGETS,
+    VISION_TARGETS,
+    build_tiny_lora,
+)
+from qwen3vl_pack.utils.messages import build_messages
+from qwen3vl_pack.utils.presets import resolve_options
+
+pytest.importorskip("peft", reason="peft is in requirements-test.txt; CI installs it")
+pytestmark = pytest.mark.usefixtures("clean_cache")
+GREEDY = resolve_options("Greedy", 10)
+CASES = {  # name: (family, targets, layout)
+    "dense-text-wrapper": ("dense", TEXT_TARGETS, "wrapper"),
+    "dense-text-textlayout": ("dense", TEXT_TARGETS, "text"),
+    "dense-vision-wrapper": ("dense", TEXT_TARGETS + VISION_TARGETS, "wrapper"),
+    "dense-vision-textlayout": ("dense", TEXT_TARGETS + VISION_TARGETS, "text"),
+    "moe-attn-wrapper": ("moe", ATTENTION_TARGETS, "wrapper"),
+    "moe-vision-textlayout": ("moe", ATTENTION_TARGETS + VISION_TARGETS, "text"),
+}
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_models, tmp_path_factory):
+    """Every case's adapter, plus the same weights in the wrapper layout (what PeftModel loads as reference)."""
+    base = tmp_path_factory.mktemp("loras")
+    made = {}
+    for i, (name, (family, targets, layout)) in enumerate(CASES.items()):
+        made[name] = build_tiny_lora(tiny_models[family], base / name, targets, layout, seed=i)
+        made[name + "/ref"] = made[name] if layout == "wrapper" else \
+            build_tiny_lora(tiny_models[family], base / (name + "-ref"), targets, "wrapper", seed=i)
+    made["second"] = build_tiny_lora(tiny_models["dense"], base / "second", ATTENTION_TARGETS, seed=99, alpha=4)
+    return made
+
+
+def _image(seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    pil = Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    return torch.from_numpy(np.array(pil)).permute(2, 0, 1).contiguous()
+
+
+def _conversations():
+    return [build_messages("Describe this image.", [_image(0)]), build_messages("What is in the picture?")]
+
+
+def _pack_ids(bundle) -> list[list[int]]:
+    return [r.token_ids for r in run_conversations(bundle, _conversations(), GREEDY)]
+
+
+def _peft_ids(model_dir, adapter_dirs, scale: float = 1.0) -> list[list[int]]:
+    """PeftModel's own greedy answers on the same conversations, through the same template and processor."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    base = AutoModelForImageTextToText.from_pretrained(str(model_dir)).float().eval()
+    model = PeftModel.from_pretrained(base, str(adapter_dirs[0]), adapter_name="a0")
+    for i, folder in enumerate(adapter_dirs[1:], 1):
+        model.load_adapter(str(folder), adapter_name=f"a{i}")
+    model.base_model.set_adapter([f"a{i}" for i in range(len(adapter_dirs))])
+    if scale != 1.0:
+        for module in model.modules():
+            if hasattr(module, "scale_layer"):
+                module.scale_layer(scale)
+    model.eval()
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    return [r.token_ids for r in engine.generate(model, processor, _conversations(), GREEDY)]
+
+
+def _dense(path):
+    return load_model(str(path), [], dtype="fp32", attention="sdpa", device="cpu")
+
+
+def _prepared(folder):
+    return next(p for k, p in lora._PREPARED.items() if k[0] == str(folder))
+
+
+def _no_hooks(model) -> bool:
+    return all(not m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_answers_equal_peft_model(case, adapters, tiny_models):
+    family, _, layout = CASES[case]
+    base = _dense(tiny_models[family])
+    base_ids = _pack_ids(base)
+    bundle = with_adapter(base, str(adapters[case]))
+    ids = _pack_ids(bundle)
+    assert ids == _peft_ids(tiny_models[family], [adapters[case + "/ref"]])
+    assert ids != base_ids  # the adapter really changes the answers (else this test could not fail)
+    assert bundle.adapters[0].modules > 0 and _no_hooks(base.model)
+    names = set(_prepared(adapters[case]).weights)
+    assert any(n.startswith("model.language_model.layers.") for n in names)
+    assert any(n.startswith("model.visual.") for n in names) == ("vision" in case)
+
+
+def test_vision_targets_change_the_vision_tower(adapters, tiny_models):
+    bundle = with_adapter(_dense(tiny_models["dense"]), str(adapters["dense-vision-textlayout"]))
+    prepared = _prepared(adapters["dense-vision-textlayout"])
+    names = set(prepared.weights)
+    assert any(n.startswith("model.visual.blocks.") for n in names)
+    assert any(n.startswith("model.visual.merger.") for n in names)
+    assert any(n.startswith("model.language_model.layers.") for n in names)
+    assert prepared.remapped == len(names) and bundle.adapters[0].modules == len(names)
+
+
+def test_strength_zero_is_the_base_and_half_is_peft_scaled(adapters, tiny_models):
+    base = _dense(tiny_models["dense"])
+    base_ids = _pack_ids(base)
+    assert _pack_ids(with_adapter(base, str(adapters["dense-text-wrapper"]), strength=0.0)) == base_ids
+    half = _pack_ids(with_adapter(base, str(adapters["dense-text-wrapper"]), strength=0.5))
+    assert half == _peft_ids(tiny_models["dense"], [adapters["dense-text-wrapper"]], scale=0.5)
+    assert half != base_ids
+
+
+def test_chained_adapters_equal_peft_with_both_active(adapters, tiny_models):
+    base = _dense(tiny_models["dense"])
+    both = with_adapter(with_adapter(base, str(adapters["dense-text-wrapper"])), str(adapters["second"]))
+    assert [r.name for r in both.adapters] == ["dense-text-wrapper", "second"]
+    assert _pack_ids(both) == _peft_ids(tiny_models["dense"], [adapters["dense-text-wrapper"], adapters["second"]])
+    assert "LoRA dense-text-wrapper (strength 1" in describe(both) and "+ LoRA second" in describe(both)
+
+
+def test_switching_adapters_never_reloads_and_never_leaks(adapters, tiny_models):
+    loads = []
+    cache.add_load_hook(lambda key, size: loads.append(key))
+    try:
+        base = _dense(tiny_models["dense"])
+        before = {k: v.clone() for k, v in base.model.state_dict().items()}
+        base_ids = _pack_ids(base)
+        first = with_adapter(base, str(adapters["dense-text-wrapper"]))
+        second = with_adapter(base, str(adapters["second"]))
+        first_ids, second_ids = _pack_ids(first), _pack_ids(second)
+        assert first_ids != second_ids and base_ids not in (first_ids, second_ids)
+        assert _pack_ids(base) == base_ids and _pack_ids(first) == first_ids  # no leak, either way
+        assert len(loads) == 1  # the base weights came from disk once
+        assert first.model is base.model and _no_hooks(base.model)
+        after = base.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)  # the base is exactly restored
+        assert first != second and first != base and first.key == base.key
+    finally:
+        cache.remove_load_hook(loads.append)
+
+
+def test_hooks_are_removed_when_generation_fails(adapters, tiny_models, monkeypatch):
+    base = _dense(tiny_models["dense"])
+    bundle = with_adapter(base, str(adapters["dense-text-wrapper"]))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("generation failed")
+
+    monkeypatch.setattr(engine, "prepare_inputs", boom)
+    with pytest.raises(RuntimeError, match="generation failed"):
+        _pack_ids(bundle)
+    assert _no_hooks(base.model)
+    monkeypatch.undo()
+    assert _pack_ids(bundle) != _pack_ids(base)
+
+
+def test_unloaded_base_reloads_with_the_adapter(adapters, tiny_models):
+    base = _dense(tiny_models["dense"])
+    bundle = with_adapter(base, str(adapters["dense-text-wrapper"]))
+    ids = _pack_ids(bundle)
+    cache.unload_all()
+    lora.forget()
+    assert _pack_ids(bundle) == ids
