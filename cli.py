@@ -121,14 +121,15 @@ def load_from_args(args):
             raise InputError("--lora", "applies to a local model; a server applies its own adapters.",
                              "Start vLLM with --enable-lora --lora-modules NAME=PATH and pass --server-model NAME.")
         return connect(args.server, args.server_model, args.api_key_env, args.timeout, args.concurrency)
+    loras = [parse_lora_arg(spec) for spec in args.lora]  # a bad spec fails before the model loads
     model = args.model
     if not model:
         logger.warning(TINY_WARNING)
         model = str(tiny_model_dir())
     bundle = load_model(str(Path(model).expanduser().resolve()), [], dtype=args.dtype, attention=args.attention,
                         quantization=args.quantization, device=args.device, input_name="--model")
-    for spec in args.lora:
-        bundle = with_adapter(bundle, *parse_lora_arg(spec), input_name="--lora")
+    for path, dirs, strength in loras:
+        bundle = with_adapter(bundle, path, dirs, strength, input_name="--lora")
     return bundle
 
 

@@ -178,7 +178,7 @@ def _read_weights(file: Path, input_name: str) -> dict[str, torch.Tensor]:
 
 def split_keys(state: dict[str, torch.Tensor], config: AdapterConfig, input_name: str = "lora"
                ) -> dict[str, dict[str, torch.Tensor]]:
-    """``{module path: {"A": tensor, "B": tensor}}`` with peft's ``base_model.model.`` prefix, the adapter name
+    """``{module path: {"A": tensor, "B": tensor, "key": first key as stored}}`` with peft's ``base_model.model.`` prefix, the adapter name
     (``lora_A.default.weight``) and torch.compile's ``_orig_mod.`` removed. Anything else is refused."""
     modules: dict[str, dict[str, torch.Tensor]] = {}
     others = []
@@ -190,12 +190,13 @@ def split_keys(state: dict[str, torch.Tensor], config: AdapterConfig, input_name
         name = match["module"].replace("_orig_mod.", "")
         name = name[len("base_model.model."):] if name.startswith("base_model.model.") else name
         modules.setdefault(name, {})[match["ab"]] = tensor
+        modules[name].setdefault("key", key)  # type: ignore[arg-type]  # as stored, for messages
     if others:
         saved = " (modules_to_save: " + ", ".join(config.modules_to_save) + ")" if config.modules_to_save else ""
         raise InputError(input_name, f"the adapter holds {len(others)} weight(s) that are not LoRA A/B matrices"
                          f"{saved}, e.g. {', '.join(sorted(others)[:3])}; this node applies LoRA matrices only "
                          "(ignoring the rest would give wrong answers).", MERGE_ADVICE)
-    half = sorted(n for n, ab in modules.items() if len(ab) != 2)
+    half = sorted(n for n, ab in modules.items() if not {"A", "B"} <= set(ab))
     if half:
         raise InputError(input_name, f"the adapter has lora_A without lora_B (or the reverse) for {half[0]}.",
                          "Save the adapter again; the file is incomplete.")
@@ -236,7 +237,7 @@ def _match(model, config: AdapterConfig, state: dict, path: Path, input_name: st
             targets[name] = target
     if unmatched:
         raise InputError(input_name, f"{len(unmatched)} of {len(lora)} modules of the adapter match nothing in "
-                         f"this model, e.g. {', '.join(unmatched[:3])}. Here they look like "
+                         f"this model, e.g. {', '.join(lora[n]['key'] for n in unmatched[:3])}. Here they look like "
                          f"{_examples(named)}{_trained_for(config)}.", "Use an adapter trained on this model "
                          "(Qwen3-VL with the same size and family); nothing was applied.")
     weights, changed = {}, 0
