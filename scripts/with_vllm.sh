@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run a command with a real vLLM serving a tiny random Qwen3-VL, for the served-engine test tier:
 #   scripts/with_vllm.sh scripts/test.sh          # the whole suite, served tier included
-# Sets up .vllm-venv once (scripts/vllm_server.sh), builds the tiny model into .vllm-logs/, starts the server
-# on a free 127.0.0.1 port, exports QWEN3VL_VLLM_URL, runs the command, stops the server.
+# Sets up .vllm-venv once (scripts/vllm_server.sh), builds the tiny model and a tiny LoRA into .vllm-logs/, starts
+# the server (the LoRA served as qwen3vl-tiny-lora)
+# on a free 127.0.0.1 port, exports QWEN3VL_VLLM_URL (and QWEN3VL_VLLM_LORA, QWEN3VL_VLLM_MODEL_DIR), runs the
+# command, stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_venv.sh "${TRANSFORMERS_SPEC:-transformers>=5,<6}" >/dev/null
@@ -13,8 +15,14 @@ mkdir -p .vllm-logs
 model_dir="$PWD/.vllm-logs/qwen3vl-tiny-served"
 rm -rf "$model_dir"
 .venv/bin/python tests/tiny_model.py "$model_dir" dense vllm >/dev/null
+# a tiny LoRA (text + vision targets, made with peft) served next to it as qwen3vl-tiny-lora (tests/test_served_lora.py)
+lora_dir="$PWD/.vllm-logs/qwen3vl-tiny-lora"
+rm -rf "$lora_dir"
+.venv/bin/python tests/tiny_lora.py "$model_dir" "$lora_dir" >/dev/null
 port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-pid=$(scripts/vllm_server.sh start "$model_dir" "$port" --trust-request-mm-kwargs)
+pid=$(scripts/vllm_server.sh start "$model_dir" "$port" --trust-request-mm-kwargs \
+  --enable-lora --enable-tower-connector-lora --max-lora-rank 8 --lora-modules "qwen3vl-tiny-lora=$lora_dir")
 trap 'scripts/vllm_server.sh stop "$pid"' EXIT
 export QWEN3VL_VLLM_URL="http://127.0.0.1:$port/v1"
+export QWEN3VL_VLLM_MODEL_DIR="$model_dir" QWEN3VL_VLLM_LORA="qwen3vl-tiny-lora=$lora_dir"
 "$@"
