@@ -103,7 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_caption import add_caption_parser
 
     add_caption_parser(sub, _add_model_args, _add_generation_args)
+    layout = sub.add_parser("lora-layout", help="copy a LoRA adapter with its keys in the vision-language wrapper "
+                            "layout that vLLM maps (an adapter trained on the text-only layout is otherwise served "
+                            "as a silent no-op)")
+    layout.add_argument("adapter", help="the adapter folder (adapter_config.json + adapter_model.safetensors)")
+    layout.add_argument("output", help="a new folder for the copy")
     return parser
+
+
+def cmd_lora_layout(args) -> int:
+    from .loaders.lora import to_wrapper_layout
+
+    count = to_wrapper_layout(args.adapter, args.output)
+    _out(f"{count} modules written to {args.output} in the wrapper layout (model.language_model. / model.visual.)")
+    return 0
 
 
 def load_from_args(args):
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"ask": cmd_ask, "caption": cmd_caption}[args.command](args)
+        return {"ask": cmd_ask, "caption": cmd_caption, "lora-layout": cmd_lora_layout}[args.command](args)
     except Qwen3VLError as err:
         logger.error("%s", cli_message(err, parser, args.command))
         return 2

@@ -283,3 +283,36 @@ def _examples(named: dict) -> str:
 
 def _trained_for(config: AdapterConfig) -> str:
     return f" (adapter_config.json names the base {config.base_model!r})" if config.base_model else ""
+
+
+_WRAPPER_PREFIX = {"text": "model.language_model.", "vision": "model.visual.", "head": ""}
+
+
+def to_wrapper_layout(src: str, dst: str, input_name: str = "adapter") -> int:
+    """Write a copy of the adapter folder ``src`` in ``dst`` with every key in the vision-language wrapper layout
+    (``base_model.model.model.language_model.layers.N...``, ``base_model.model.model.visual...``), the layout
+    vLLM maps; vLLM 0.32 serves a text-only-layout adapter as a silent no-op. Returns the modules rewritten."""
+    from safetensors.torch import save_file
+
+    path = resolve_adapter_path(src, [], input_name)
+    config = read_adapter_config(path, input_name)
+    lora = split_keys(_read_weights(check_adapter_folder(path, input_name), input_name), config, input_name)
+    out, unknown = {}, []
+    for name, ab in lora.items():
+        canon = canonical(name)
+        if canon is None:
+            unknown.append(ab["key"])
+            continue
+        for part in ("A", "B"):
+            out[f"base_model.model.{_WRAPPER_PREFIX[canon[0]]}{canon[1]}.lora_{part}.weight"] = ab[part].contiguous()
+    if unknown:
+        raise InputError(input_name, f"{len(unknown)} key(s) are in no known Qwen3-VL layout, e.g. "
+                         f"{', '.join(sorted(unknown)[:3])}.", "This adapter was not trained on Qwen3-VL.")
+    target = Path(dst).expanduser()
+    if target.resolve() == path or (target.exists() and any(target.iterdir())):
+        raise InputError("output", f"{printable(target)!r} is the adapter itself or a folder that is not empty.",
+                         "Give a new (or empty) folder; nothing is overwritten.")
+    target.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (target / "adapter_config.json").write_bytes((path / "adapter_config.json").read_bytes())
+    return len(lora)

@@ -43,6 +43,8 @@ def adapters(tiny_models, tmp_path_factory):
         made[name + "/ref"] = made[name] if layout == "wrapper" else \
             build_tiny_lora(tiny_models[family], base / (name + "-ref"), targets, "wrapper", seed=i)
     made["second"] = build_tiny_lora(tiny_models["dense"], base / "second", ATTENTION_TARGETS, seed=99, alpha=4)
+    made["rslora"] = build_tiny_lora(tiny_models["dense"], base / "rslora", TEXT_TARGETS, seed=5, r=4, use_rslora=True,
+                                     rank_pattern={"q_proj": 2}, alpha_pattern={"layers.1.mlp.down_proj": 3.0})
     return made
 
 
@@ -176,3 +178,40 @@ def test_unloaded_base_reloads_with_the_adapter(adapters, tiny_models):
     cache.unload_all()
     lora.forget()
     assert _pack_ids(bundle) == ids
+
+
+def test_rslora_and_rank_alpha_patterns_equal_peft_model(adapters, tiny_models):
+    base = _dense(tiny_models["dense"])
+    ids = _pack_ids(with_adapter(base, str(adapters["rslora"])))
+    assert ids == _peft_ids(tiny_models["dense"], [adapters["rslora"]]) and ids != _pack_ids(base)
+    weights = _prepared(adapters["rslora"]).weights
+    assert weights["model.language_model.layers.0.self_attn.q_proj"][0].shape[0] == 2  # rank_pattern
+    assert weights["model.language_model.layers.1.mlp.down_proj"][2] == pytest.approx(3.0 / 2)  # alpha / sqrt(r)
+    assert weights["model.language_model.layers.0.mlp.down_proj"][2] == pytest.approx(8.0 / 2)  # lora_alpha 8
+
+
+KEY_VARIANTS = {  # how a key of the wrapper layout may be written by other savers
+    "no peft prefix": lambda k: k.removeprefix("base_model.model."),
+    "adapter name in the key": lambda k: k.replace(".lora_A.weight", ".lora_A.default.weight").replace(
+        ".lora_B.weight", ".lora_B.default.weight"),
+    "torch.compile": lambda k: k.replace("base_model.model.", "base_model.model._orig_mod."),
+    "language_model.model": lambda k: k.replace("base_model.model.model.language_model.",
+                                                "base_model.model.language_model.model."),
+}
+
+
+@pytest.mark.parametrize("variant", list(KEY_VARIANTS))
+def test_key_variants_apply_like_the_wrapper_layout(variant, adapters, tiny_models, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    src = adapters["dense-vision-wrapper"]
+    folder = tmp_path / "variant"
+    shutil.copytree(src, folder)
+    state = load_file(str(folder / "adapter_model.safetensors"))
+    renamed = {KEY_VARIANTS[variant](k): v for k, v in state.items()}
+    assert set(renamed) != set(state)
+    save_file(renamed, str(folder / "adapter_model.safetensors"))
+    base = _dense(tiny_models["dense"])
+    assert _pack_ids(with_adapter(base, str(folder))) == _pack_ids(with_adapter(base, str(src)))

@@ -205,3 +205,20 @@ def test_cli_caption_takes_lora(good, dense_path, tmp_path, capsys, caplog):
     assert "LoRA good: 8 modules changed at strength 1.5" in log
     plain, tuned = ((tmp_path / d / "a.txt").read_text(encoding="utf-8") for d in ("plain", "lora"))
     assert plain != tuned
+
+
+def test_cli_lora_layout_rewrites_a_text_layout_adapter_for_vllm(dense_path, tmp_path, capsys, caplog):
+    text = build_tiny_lora(dense_path, tmp_path / "text", ATTENTION_TARGETS + ["qkv"], layout="text", seed=3)
+    wrapper = build_tiny_lora(dense_path, tmp_path / "wrapper", ATTENTION_TARGETS + ["qkv"], seed=3)
+    assert any(k.startswith("base_model.model.model.layers.") for k in load_file(str(text / "adapter_model.safetensors")))
+    code, out, log = _cli(capsys, caplog, "lora-layout", str(text), str(tmp_path / "fixed"))
+    assert code == 0, log
+    assert "10 modules written" in out
+    fixed = load_file(str(tmp_path / "fixed" / "adapter_model.safetensors"))
+    expected = load_file(str(wrapper / "adapter_model.safetensors"))
+    assert sorted(fixed) == sorted(expected) and all(torch.equal(fixed[k], expected[k]) for k in expected)
+    code, _, log = _cli(capsys, caplog, "lora-layout", str(text), str(tmp_path / "fixed"))
+    assert code == 2 and "output: " in log and "not empty" in log  # nothing overwritten
+    _rewrite(text, _rename(".model.layers.", ".transformer.h."))
+    code, _, log = _cli(capsys, caplog, "lora-layout", str(text), str(tmp_path / "other"))
+    assert code == 2 and "adapter: " in log and "transformer.h.0" in log and not (tmp_path / "other").exists()

@@ -28,7 +28,7 @@ def text_layout(key: str) -> str:
 
 def build_tiny_lora(model_dir: str | Path, out_dir: str | Path, targets: list[str] | None = None,
                     layout: str = "wrapper", seed: int = 0, r: int = 4, alpha: float = 8.0, std: float = 0.3,
-                    use_rslora: bool = False) -> Path:
+                    use_rslora: bool = False, **config) -> Path:
     """Train nothing, but save what a trainer would: a peft LoRA folder with random non-zero A and B."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -38,9 +38,8 @@ def build_tiny_lora(model_dir: str | Path, out_dir: str | Path, targets: list[st
     out = Path(out_dir)
     model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch.float32) \
         if _major() >= 5 else AutoModelForImageTextToText.from_pretrained(str(model_dir), torch_dtype=torch.float32)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, use_rslora=use_rslora,
-                        target_modules=targets or TEXT_TARGETS)
-    peft_model = get_peft_model(model, config)
+    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, use_rslora=use_rslora,
+                                                  target_modules=targets or TEXT_TARGETS, **config))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
