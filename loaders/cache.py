@@ -50,6 +50,7 @@ class _Entry:
     processor: object
     bundle: ModelBundle
     kept: bool = False  # some loader asked to keep this model loaded: runs of others do not free it
+    attached: dict = field(default_factory=dict)  # what lives and dies with this model (LoRA adapters matched to it)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,12 @@ def release_after_run(bundle: ModelBundle) -> None:
         if entry is None or entry.kept:
             return
     unload(bundle.key)
+
+
+def attached(bundle: ModelBundle) -> dict:
+    """Storage that lives as long as ``bundle``'s model stays in the cache (loading it if needed) and is freed with
+    it by :func:`unload`: ``loaders.lora`` keeps the adapters it has matched to the model there."""
+    return _acquire(bundle.key, bundle.keep_loaded).attached
 
 
 def _is_cached(key: CacheKey) -> bool:

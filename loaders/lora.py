@@ -26,7 +26,7 @@ import torch
 
 from ..utils.errors import InputError
 from ..utils.safe_files import printable
-from .cache import ModelBundle
+from .cache import ModelBundle, attached
 from .lora_files import (
     MERGE_ADVICE,
     AdapterConfig,
@@ -46,8 +46,7 @@ _ROOTS = {"layers": "text", "embed_tokens": "text", "blocks": "vision", "merger"
 _WRAPPERS = {"model", "language_model", "text_model", "visual", "vision_tower", "vision_model", "base_model"}
 _VISION_WRAPPERS = {"visual", "vision_tower", "vision_model"}
 _APPLY_LOCK = threading.RLock()  # hooks go in and out under it: no other run sees another bundle's adapter
-_PREPARED: OrderedDict[tuple, _Prepared] = OrderedDict()
-_PREPARED_MAX = 8
+_PREPARED_MAX = 8  # adapters kept matched per model (on its device); more are matched again when used
 
 
 @dataclass(frozen=True)
@@ -139,18 +138,21 @@ def _lora_hook(a: torch.Tensor, b: torch.Tensor, scaling: float):
     return hook
 
 
-def forget(path: str | None = None) -> None:
-    """Drop matched adapters from memory (all, or those of one folder)."""
+def forget(bundle: ModelBundle) -> None:
+    """Drop the adapters matched to ``bundle``'s model (they are also dropped when the model is unloaded)."""
     with _APPLY_LOCK:
-        for key in [k for k in _PREPARED if path is None or k[0] == path]:
-            del _PREPARED[key]
+        _store(bundle).clear()
+
+
+def _store(bundle: ModelBundle) -> OrderedDict[tuple, _Prepared]:
+    return attached(bundle).setdefault("lora", OrderedDict())
 
 
 def _prepare(bundle: ModelBundle, ref: AdapterRef, input_name: str) -> _Prepared:
-    key = (ref.path, ref.fingerprint, bundle.key)
-    if key in _PREPARED:
-        _PREPARED.move_to_end(key)
-        return _PREPARED[key]
+    store, key = _store(bundle), (ref.path, ref.fingerprint)
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
     path = Path(ref.path)
     weights_file = check_adapter_folder(path, input_name)
     if fingerprint(path) != ref.fingerprint:
@@ -159,9 +161,9 @@ def _prepare(bundle: ModelBundle, ref: AdapterRef, input_name: str) -> _Prepared
     config = read_adapter_config(path, input_name)
     state = _read_weights(weights_file, input_name)
     prepared = _match(bundle.model, config, state, path, input_name)
-    _PREPARED[key] = prepared
-    while len(_PREPARED) > _PREPARED_MAX:
-        _PREPARED.popitem(last=False)
+    store[key] = prepared
+    while len(store) > _PREPARED_MAX:
+        store.popitem(last=False)
     return prepared
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -85,8 +88,8 @@ def _dense(path):
     return load_model(str(path), [], dtype="fp32", attention="sdpa", device="cpu")
 
 
-def _prepared(folder):
-    return next(p for k, p in lora._PREPARED.items() if k[0] == str(folder))
+def _prepared(bundle, folder):
+    return next(p for k, p in lora._store(bundle).items() if k[0] == str(folder))
 
 
 def _no_hooks(model) -> bool:
@@ -103,14 +106,14 @@ def test_answers_equal_peft_model(case, adapters, tiny_models):
     assert ids == _peft_ids(tiny_models[family], [adapters[case + "/ref"]])
     assert ids != base_ids  # the adapter really changes the answers (else this test could not fail)
     assert bundle.adapters[0].modules > 0 and _no_hooks(base.model)
-    names = set(_prepared(adapters[case]).weights)
+    names = set(_prepared(base, adapters[case]).weights)
     assert any(n.startswith("model.language_model.layers.") for n in names)
     assert any(n.startswith("model.visual.") for n in names) == ("vision" in case)
 
 
 def test_vision_targets_change_the_vision_tower(adapters, tiny_models):
     bundle = with_adapter(_dense(tiny_models["dense"]), str(adapters["dense-vision-textlayout"]))
-    prepared = _prepared(adapters["dense-vision-textlayout"])
+    prepared = _prepared(bundle, adapters["dense-vision-textlayout"])
     names = set(prepared.weights)
     assert any(n.startswith("model.visual.blocks.") for n in names)
     assert any(n.startswith("model.visual.merger.") for n in names)
@@ -175,8 +178,11 @@ def test_unloaded_base_reloads_with_the_adapter(adapters, tiny_models):
     base = _dense(tiny_models["dense"])
     bundle = with_adapter(base, str(adapters["dense-text-wrapper"]))
     ids = _pack_ids(bundle)
+    matched = weakref.ref(_prepared(base, adapters["dense-text-wrapper"]).weights[
+        "model.language_model.layers.0.self_attn.q_proj"][1])
     cache.unload_all()
-    lora.forget()
+    gc.collect()
+    assert matched() is None  # the matched adapter went with the model (no VRAM left behind by Unload)
     assert _pack_ids(bundle) == ids
 
 
@@ -184,7 +190,7 @@ def test_rslora_and_rank_alpha_patterns_equal_peft_model(adapters, tiny_models):
     base = _dense(tiny_models["dense"])
     ids = _pack_ids(with_adapter(base, str(adapters["rslora"])))
     assert ids == _peft_ids(tiny_models["dense"], [adapters["rslora"]]) and ids != _pack_ids(base)
-    weights = _prepared(adapters["rslora"]).weights
+    weights = _prepared(base, adapters["rslora"]).weights
     assert weights["model.language_model.layers.0.self_attn.q_proj"][0].shape[0] == 2  # rank_pattern
     assert weights["model.language_model.layers.1.mlp.down_proj"][2] == pytest.approx(3.0 / 2)  # alpha / sqrt(r)
     assert weights["model.language_model.layers.0.mlp.down_proj"][2] == pytest.approx(8.0 / 2)  # lora_alpha 8

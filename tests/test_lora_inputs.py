@@ -130,7 +130,7 @@ def test_changed_files_are_read_again(good, bad, dense_path):
     base = _base(dense_path)
     first = with_adapter(base, str(bad))
     build_tiny_lora(dense_path, bad, ATTENTION_TARGETS, seed=7)  # retrained into the same folder
-    lora.forget()
+    lora.forget(base)
     with pytest.raises(InputError, match="changed on disk after the LoRA node checked it"):
         ask(first, "Describe.", GREEDY)
     again = with_adapter(base, str(bad))
