@@ -26,7 +26,8 @@ from ...utils.text import ends_in_thinking, prompt_opens_think, split_thinking
 from ...utils.video import TOKEN_SIDE
 from ..engine import GenerationResult
 from .base import NO_HOOKS, Hooks, VisualBudget, pixel_bounds
-from .openai_client import Cancel, OpenAIClient, ServerError, StreamResult
+from .openai_client import Cancel, OpenAIClient, ServerError, StreamResult, normalize_base_url
+from .server_keys import check_key_env
 
 logger = logging.getLogger(__name__)
 MAX_CONCURRENCY = 256
@@ -48,6 +49,8 @@ class ServerBundle:
     max_concurrency: int = 4
     keep_alive: bool = True
     opens_think: bool | None = field(default=None, compare=False)
+    url: str = field(default="", repr=False)  # base_url as typed (a user:password in it); base_url shows ***
+
 
     @property
     def path(self) -> str:  # what info shows as the model
@@ -58,14 +61,15 @@ class ServerBundle:
         after the run)."""
         if not self.keep_alive:
             return self._new_client()
-        key = (self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency)
+        key = (self.url or self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency)
         with _CLIENTS_LOCK:
             if key not in _CLIENTS:
                 _CLIENTS[key] = self._new_client()
             return _CLIENTS[key]
 
     def _new_client(self) -> OpenAIClient:
-        return OpenAIClient(self.base_url, self.api_key_env, self.timeout_s, max_connections=self.max_concurrency)
+        return OpenAIClient(self.url or self.base_url, self.api_key_env, self.timeout_s,
+                            max_connections=self.max_concurrency)
 
 
 def check_settings(timeout_s: float, max_concurrency: int) -> None:
@@ -83,24 +87,25 @@ def connect(base_url: str, model: str = "", api_key_env: str = "", timeout_s: fl
             max_concurrency: int = 4, keep_alive: bool = True) -> ServerBundle:
     """Check the server (``GET /models``) and the model it serves; return the bundle the nodes use."""
     check_settings(timeout_s, max_concurrency)
+    api_key_env = check_key_env(api_key_env)  # refused before any request
     client = OpenAIClient(base_url, api_key_env, min(float(timeout_s), 30.0), max_connections=2)
     try:
         served = client.list_models()
-        name = (model or "").strip()
+        name = model.strip() if isinstance(model, str) else ""
         if not served:
             raise ServerError("base_url", f"the server at {client.base_url} lists no model.",
                               "Start it with a Qwen3-VL model (e.g. vllm serve Qwen/Qwen3-VL-8B-Instruct).")
         if not name:
             name = served[0]
         elif name not in served:
-            raise ServerError("model", f"{name!r} is not served at {client.base_url}; it serves: "
+            raise ServerError("model", f"{name[:200]!r} is not served at {client.base_url}; it serves: "
                               f"{', '.join(served[:20])}.", "Leave model empty for the first one, or copy a name "
                               "from that list.")
         opens = _template_opens_think(client, name)
     finally:
         client.close()
-    bundle = ServerBundle(client.base_url, name, (api_key_env or "").strip(), float(timeout_s), int(max_concurrency),
-                          bool(keep_alive), opens)
+    bundle = ServerBundle(client.base_url, name, api_key_env, float(timeout_s), int(max_concurrency),
+                          bool(keep_alive), opens, normalize_base_url(base_url))
     logger.info("served model %s at %s (max_concurrency %d, thinking prompt %s)", name, bundle.base_url,
                 max_concurrency, opens)
     return bundle
