@@ -199,11 +199,13 @@ class OpenAIClient:
                               "address.", "base_url usually ends in /v1, e.g. http://127.0.0.1:8000/v1.")
         raise classify_request_error(status, message, self.base_url)
 
-    def _get_json(self, method: str, url: str, what: str, **kwargs) -> object:
-        """A small JSON answer, checked status, body capped after decompression."""
+    def _get_json(self, method: str, url: str, what: str, missing_ok: bool = False, **kwargs) -> object:
+        """A small JSON answer, checked status, body capped after decompression (``missing_ok``: None on 404)."""
         with wire.deadline(self.timeout_s):
             response = self._start(method, url, **kwargs)
             try:
+                if missing_ok and response.status_code in (404, 405):
+                    return None
                 self._check_status(response, what)
                 return wire.parse_json(wire.read_body(response, MAX_BODY))
             finally:
@@ -240,7 +242,11 @@ class OpenAIClient:
     def _optional(self, path: str, check: Callable[[object], object], **kwargs):
         try:
             with self._errors(path):
-                return check(self._get_json("POST", self._root + path, path, **kwargs))
+                body = self._get_json("POST", self._root + path, path, missing_ok=True, **kwargs)
+                if body is None:
+                    logger.debug("%s: no %s (not vLLM/SGLang): thinking prompt unknown", self.base_url, path)
+                    return None
+                return check(body)
         except ServerError as err:
             logger.info("%s: %s gave no usable answer, so it is not known whether the model's prompt opens "
                         "<think> (%s)", self.base_url, path, err)

@@ -191,11 +191,14 @@ class ServedBackend:
 
     def generate_stream(self, items: Iterable[tuple[Any, list[dict]]], options: GenerationOptions,
                         budget: VisualBudget, batch_size: int = 0, hooks: Hooks = NO_HOOKS,
-                        before_batch: Callable[[], None] | None = None) -> Iterator[list[tuple[Any, GenerationResult]]]:
-        """Up to ``max_concurrency`` requests in flight (``batch_size`` is the in-process engine's; unused)."""
+                        before_batch: Callable[[], None] | None = None,
+                        ordered: bool = True) -> Iterator[list[tuple[Any, GenerationResult]]]:
+        """Up to ``max_concurrency`` requests in flight (``batch_size`` is the in-process engine's; unused).
+        ``ordered=False``: each answer as soon as it arrives, and the finished ones before an error is raised."""
         client = self.bundle.client()
         try:
-            yield from _Run(self.bundle, options, budget, hooks, before_batch).results(iter(items), client)
+            run = _Run(self.bundle, options, budget, hooks, before_batch)
+            yield from run.results(iter(items), client, ordered)
         finally:
             if not self.bundle.keep_alive:
                 client.close()
@@ -225,14 +228,16 @@ class _Run:
                 self.events.put((seq, "done", cached))
                 return
             stream = client.stream_chat(payload, lambda kind, piece: self.events.put((seq, kind, piece)), self.cancel)
+            if self.cancel.is_set() and stream.finish_reason is None:
+                self.events.put((seq, "cancelled", None))  # a part of an answer is never handed out
+                return
             result = _result(self.bundle, stream, req, time.perf_counter() - start)
-            if not self.cancel.is_set():
-                _remember(digest, result)
+            _remember(digest, result)
             self.events.put((seq, "done", result))
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread, which raises it
             self.events.put((seq, "error", err))
 
-    def results(self, items: Iterator[tuple[Any, list[dict]]], client: OpenAIClient):
+    def results(self, items: Iterator[tuple[Any, list[dict]]], client: OpenAIClient, ordered: bool = True):
         width = self.bundle.max_concurrency
         keys: dict[int, Any] = {}
         done: dict[int, GenerationResult] = {}
@@ -256,34 +261,59 @@ class _Run:
                 while next_out in done:
                     ready.append((keys.pop(next_out), done.pop(next_out)))
                     next_out += 1
+                if not ordered:
+                    ready += [(keys.pop(seq), done.pop(seq)) for seq in sorted(done)]
                 if ready:
                     yield ready
                 elif exhausted and not pending:
                     return
                 else:
-                    self._wait(pending, done, next_out)
+                    error = self._wait(pending, done, next_out)
+                    if error is not None:
+                        self.cancel.set()
+                        if not ordered:  # answers already finished are handed out before the error
+                            self._drain(pending, done)
+                            finished = [(keys.pop(seq), done.pop(seq)) for seq in sorted(done)]
+                            if finished:
+                                yield finished
+                        raise error
         except BaseException:
             self.cancel.set()  # closes every open stream: the server aborts those requests
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _wait(self, pending: set[int], done: dict[int, GenerationResult], first: int) -> None:
-        """Handle the next event (or 0.1 s of silence); hooks run here, in the caller's thread."""
+    def _drain(self, pending: set[int], done: dict[int, GenerationResult]) -> None:
+        """Collect the answers that finished meanwhile (their events are already queued)."""
+        while True:
+            try:
+                seq, kind, value = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "done":
+                pending.discard(seq)
+                done[seq] = value
+
+    def _wait(self, pending: set[int], done: dict[int, GenerationResult], first: int) -> BaseException | None:
+        """Handle the next event (or 0.1 s of silence); hooks run here, in the caller's thread. A request's
+        error is returned."""
         try:
             seq, kind, value = self.events.get(timeout=0.1)
         except queue.Empty:
             if self.hooks.on_step is not None:
                 self.hooks.on_step(self.tokens.get(first, 0))  # lets Cancel through while the server is silent
-            return
+            return None
         if kind == "error":
-            raise value
+            return value
+        if kind == "cancelled":
+            pending.discard(seq)
+            return None
         if kind == "done":
             pending.discard(seq)
             done[seq] = value
             if seq == first and self.hooks.on_text is not None:
                 self.hooks.on_text(value.thinking, value.text)
-            return
+            return None
         self.tokens[seq] = self.tokens.get(seq, 0) + 1
         store = self.reasoning if kind == "reasoning" else self.content
         store[seq] = store.get(seq, "") + value
@@ -291,6 +321,7 @@ class _Run:
             if self.hooks.on_step is not None:
                 self.hooks.on_step(self.tokens[seq])
             self._show_text(seq)
+        return None
 
     def _show_text(self, seq: int) -> None:
         now = time.monotonic()
