@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import traceback
 import uuid
 from pathlib import Path
 
@@ -132,8 +133,13 @@ def test_password_in_a_bad_or_dead_base_url_never_printed(url, caplog):
     assert str(err.value).startswith("base_url:") and "hunter2" not in str(err.value) + caplog.text
 
 
-@pytest.mark.parametrize("where", ["401 json", "403 text", "400 error event", "500 html", "stream not json"])
+ECHOES = ["401 json", "403 text", "400 error event", "500 html", "stream not json", "finish_reason", "bad header",
+          "usage text", "error code"]
+
+
+@pytest.mark.parametrize("where", ECHOES)
 def test_a_key_echoed_by_the_server_is_redacted(server, monkeypatch, where):
+    """Nor is it in the error's traceback as ComfyUI logs it (no chained cause quoting the server)."""
     key = "sk-live-" + "q" * 24
     monkeypatch.setenv("QWEN3VL_API_KEY_ECHO", key)
     bundle = connect(server.url, api_key_env="QWEN3VL_API_KEY_ECHO")
@@ -143,11 +149,31 @@ def test_a_key_echoed_by_the_server_is_redacted(server, monkeypatch, where):
         "400 error event": lambda h, b: hs.stream(h, [{"error": {"message": f"key {key} over quota", "code": 400}}]),
         "500 html": lambda h, b: hs.body(h, f"<pre>Authorization: Bearer {key}</pre>", 500),
         "stream not json": lambda h, b: hs.stream(h, [f"data: {key}\n\n"]),
+        "finish_reason": lambda h, b: hs.stream(h, [{"choices": [{"delta": {}, "finish_reason": 7}]},
+                                                    {"choices": [{"delta": {}, "finish_reason": key}]}]),
+        "bad header": lambda h, b: (h.wfile.write(f"HTTP/1.1 200 OK\r\n{key}\r\n\r\n".encode()), h.wfile.flush()),
+        "usage text": lambda h, b: hs.stream(h, [{"choices": [], "usage": {"prompt_tokens": key}}]),
+        "error code": lambda h, b: hs.stream(h, [{"error": {"message": key[::-1], "code": key}}]),
     }
     server.script[CHAT] = answers[where]
     with pytest.raises(InputError) as err:
         _ask(bundle)
-    assert key not in str(err.value) and "***" in str(err.value)
+    logged = "".join(traceback.format_exception(err.value))
+    assert key not in logged and err.value.input_name in ("base_url", "api_key_env")
+
+
+def test_a_key_echoed_in_an_answer_is_redacted(server, monkeypatch, caplog):
+    key = "sk-live-" + "z" * 24
+    monkeypatch.setenv("QWEN3VL_API_KEY", key)
+    bundle = connect(server.url, api_key_env="QWEN3VL_API_KEY")
+    server.script[CHAT] = lambda h, b: hs.stream(h, [hs.delta(f"your key is {key[:10]}"), hs.delta(key[10:] + "."),
+                                                     {"choices": [{"delta": {}, "finish_reason": key}]},
+                                                     "data: [DONE]\n\n"])
+    with caplog.at_level(logging.DEBUG):
+        result = _ask(bundle)
+        info = Qwen3VLGenerate().generate(bundle, "hi", "Greedy", 8)[2]
+    assert result.text == "your key is ***." and result.finish_reason == "***"
+    assert key not in info + caplog.text + repr(result)
 
 
 def test_plain_http_to_another_host_warns_once(caplog, monkeypatch):

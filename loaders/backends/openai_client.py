@@ -44,7 +44,7 @@ def normalize_base_url(base_url: str) -> str:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError) as err:
         raise ServerError("base_url", f"{shown!r} is not a URL ({type(err).__name__}).",
-                          "Use e.g. http://127.0.0.1:8000/v1.") from err
+                          "Use e.g. http://127.0.0.1:8000/v1.") from None  # the cause may quote the URL
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ServerError("base_url", f"{shown!r} has no http:// or https:// scheme and host.",
                           "Write the whole address, e.g. http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 "
@@ -93,6 +93,9 @@ class OpenAIClient:
         return tuple(s for s in (key, *self._userinfo) if s)
 
     def _fail(self, problem: str, advice: str = "") -> ServerError:
+        """An error naming base_url; ``problem`` (which may quote the server) is scrubbed of keys and passwords.
+        Raised ``from None``: a cause could quote what the server sent."""
+        problem = scrub(problem, self._secrets(), 600)
         return ServerError("base_url", f"the server at {self.base_url} {problem}.", advice or
                            "Is base_url an OpenAI-compatible server (vLLM, SGLang, llama-server, Ollama, LM Studio)? "
                            "Check its version and log.")
@@ -121,18 +124,18 @@ class OpenAIClient:
             yield
         except InputError:
             raise
-        except httpx.TimeoutException as err:
-            raise self._timeout_error() from err
+        except httpx.TimeoutException:
+            raise self._timeout_error() from None
         except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.ProxyError) as err:
             raise ServerError("base_url", f"cannot reach the server at {self.base_url} ({type(err).__name__}: "
                               f"{scrub(str(err), self._secrets(), 120)}).", "Start the server (see the README: vLLM, "
-                              "llama-server, Ollama, LM Studio) or fix base_url; then run again.") from err
+                              "llama-server, Ollama, LM Studio) or fix base_url; then run again.") from None
         except httpx.HTTPError as err:
-            raise self._fail(f"broke the HTTP exchange for {what} ({type(err).__name__})") from err
+            raise self._fail(f"broke the HTTP exchange for {what} ({type(err).__name__})") from None
         except (wire.BodyError, BadValue) as err:
-            raise self._fail(f"sent a {what} answer the pack refuses: {err}") from err
+            raise self._fail(f"sent a {what} answer the pack refuses: {err}") from None
         except _READ_ERRORS as err:
-            raise self._fail(f"sent a {what} answer the pack cannot read ({type(err).__name__})") from err
+            raise self._fail(f"sent a {what} answer the pack cannot read ({type(err).__name__})") from None
 
     def _start(self, method: str, url: str, result: StreamResult | None = None, cancel: Cancel | None = None,
                **kwargs) -> httpx.Response:
@@ -221,7 +224,7 @@ class OpenAIClient:
                 raise
             except ValueError as err:  # BadValue too
                 raise self._fail(f"did not answer with an OpenAI model list at /models ({scrub(str(err), (), 120)})",
-                                 "Point base_url at the server's OpenAI API, e.g. http://127.0.0.1:8000/v1.") from err
+                                 "Point base_url at the server's OpenAI API, e.g. http://127.0.0.1:8000/v1.") from None
         if ignored:
             logger.warning("%s/models: %d entr%s without a usable id ignored", self.base_url, ignored,
                            "y" if ignored == 1 else "ies")
@@ -266,21 +269,32 @@ class OpenAIClient:
             except StreamFault as fault:
                 if fault.status:
                     raise classify_request_error(fault.status, scrub(fault.message, self._secrets()),
-                                                 self.base_url) from fault
-                raise self._fail(scrub(fault.problem, self._secrets())) from fault
+                                                 self.base_url) from None
+                raise self._fail(scrub(fault.problem, self._secrets())) from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamClosed) as err:
                 if cancel.is_set():
                     return result
-                raise self._cut_off(result, err) from err
+                raise self._cut_off(result, err) from None
             finally:
                 cancel.unregister(response)
                 response.close()
+        self._redact(result)
         if result.stopped_early:
             logger.warning("%s %s: the pack stopped reading and closed the stream (%d pieces kept).", self.base_url,
                            result.stopped_early, result.chunks)
         if result.finish_reason is None and not cancel.is_set():
             raise self._cut_off(result, None)
         return result
+
+    def _redact(self, result: StreamResult) -> None:
+        """A key or password the server echoes in its answer is not shown either."""
+        for secret in self._secrets():
+            if len(secret) >= 4:
+                result.content = result.content.replace(secret, "***")
+                result.reasoning = result.reasoning.replace(secret, "***")
+        if result.finish_reason is not None:
+            result.finish_reason = scrub(result.finish_reason, self._secrets(), 64)
+        result.stopped_early = scrub(result.stopped_early, self._secrets(), 200) if result.stopped_early else ""
 
     def _cut_off(self, result: StreamResult, err: Exception | None) -> ServerError:
         why = f" ({type(err).__name__})" if err is not None else ""
