@@ -92,7 +92,22 @@ CHAT_CASES = {
     "redirect": lambda h, b: hs.body(h, "", 307, {"Location": "http://user:pw@127.0.0.1:1/elsewhere"}),
     "Retry-After is a superscript": lambda h, b: hs.body(h, {"error": "busy"}, 503, {"Retry-After": "\u00b2"}),
     "Retry-After is huge digits": lambda h, b: hs.body(h, {"error": "busy"}, 429, {"Retry-After": "9" * 5000}),
+    "Content-Length is text": lambda h, b: _write(h, b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n"),
+    "two Content-Lengths": lambda h, b: _write(h, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n"),
+    "a NUL in a header": lambda h, b: _write(h, b"HTTP/1.1 200 OK\r\nX-A: \x00\r\n\r\n"),
+    "100,000 header lines": lambda h, b: _write(h, b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 100_000 + b"\r\n"),
+    "a broken chunk size": lambda h, b: _write(h, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+    "closes at once": lambda h, b: h.connection.shutdown(2),
+    "a JSON body, not a stream": lambda h, b: hs.body(h, {"choices": [{"message": {"content": "hi"}}]}),
+    "an empty data line": _events("data: \n\n"),
+    "1xx answers forever": lambda h, b: [_write(h, b"HTTP/1.1 102 Processing\r\n\r\n") or time.sleep(0.05)
+                                         for _ in range(200) if not h.server_ref.stop.is_set()],
 }
+
+
+def _write(h, data: bytes) -> None:
+    h.wfile.write(data)
+    h.wfile.flush()
 
 
 @pytest.mark.parametrize("case", list(CHAT_CASES))

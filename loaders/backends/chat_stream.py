@@ -37,6 +37,7 @@ class StreamResult:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     chunks: int = 0
+    events: int = 0  # data: events read
     retries: int = 0
     has_reasoning_field: bool = False
     stopped_early: str = ""  # why the pack closed a stream that went past its bounds
@@ -102,6 +103,7 @@ def read_events(response: httpx.Response, result: StreamResult, on_delta: Callab
         if not line.startswith(b"data:"):
             continue  # comments (": keep-alive"), event:/id:/retry: fields, blank separators
         data = line[5:].strip()
+        result.events += 1
         if data == b"[DONE]":
             return
         if result.finish_reason is not None:

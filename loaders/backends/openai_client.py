@@ -283,6 +283,10 @@ class OpenAIClient:
             logger.warning("%s %s: the pack stopped reading and closed the stream (%d pieces kept).", self.base_url,
                            result.stopped_early, result.chunks)
         if result.finish_reason is None and not cancel.is_set():
+            if not result.events:
+                kind = scrub(response.headers.get("Content-Type", "none"), self._secrets(), 60)
+                raise self._fail(f"answered the streamed chat request without server-sent events (Content-Type: "
+                                 f"{kind})")
             raise self._cut_off(result, None)
         return result
 
