@@ -51,7 +51,6 @@ class ServerBundle:
     opens_think: bool | None = field(default=None, compare=False)
     url: str = field(default="", repr=False)  # base_url as typed (a user:password in it); base_url shows ***
 
-
     @property
     def path(self) -> str:  # what info shows as the model
         return self.model
