@@ -112,7 +112,7 @@ def http_client(timeout_s: float, max_connections: int) -> httpx.Client:
         pool = getattr(transport, "_pool", None)
         if pool is None or not hasattr(pool, "_network_backend"):
             raise RuntimeError(f"httpx {httpx.__version__}: its connection pool has changed; the served engine "
-                               "needs httpx 0.27-0.28 (pip install 'httpx>=0.27,<1').")
+                               X)
         if not isinstance(pool._network_backend, _Backend):
             pool._network_backend = _Backend(pool._network_backend)
     return client
