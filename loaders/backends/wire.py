@@ -112,7 +112,7 @@ def http_client(timeout_s: float, max_connections: int) -> httpx.Client:
         pool = getattr(transport, "_pool", None)
         if pool is None or not hasattr(pool, "_network_backend"):
             raise RuntimeError(f"httpx {httpx.__version__}: its connection pool has changed; the served engine "
-                               X)
+                               "is tested with httpx 0.27 to 0.29 (pip install 'httpx>=0.27,<0.30').")
         if not isinstance(pool._network_backend, _Backend):
             pool._network_backend = _Backend(pool._network_backend)
     return client
