@@ -108,7 +108,7 @@ def test_scan_stays_linear_on_hostile_text():
     text = "{" * 200_000 + '{"bbox_2d": [1, 2, 3, 4]}' + "[" * 100_000
     start = time.perf_counter()
     values, found, skipped = read_objects(text, 32)
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 30  # a quadratic rescan of 200,000 strays would take hours
     assert skipped >= 1
     spans, _ = object_spans('{"a": 1} {"b": {"c": 2}}', 32)
     assert [(s.start, s.end) for s in spans] == [(0, 8), (9, 24)]
