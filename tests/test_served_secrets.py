@@ -162,6 +162,17 @@ def test_a_key_echoed_by_the_server_is_redacted(server, monkeypatch, where):
     assert key not in logged and err.value.input_name in ("base_url", "api_key_env")
 
 
+def test_a_model_named_after_the_key_is_never_shown(server, monkeypatch, caplog):
+    key = "sk-live-" + "m" * 24
+    monkeypatch.setenv("QWEN3VL_API_KEY", key)
+    server.script[("GET", "/v1/models")] = lambda h, b: hs.body(h, {"data": [{"id": f"model-{key}"}, {"id": "ok"}]})
+    with caplog.at_level(logging.DEBUG):
+        assert connect(server.url, api_key_env="QWEN3VL_API_KEY").model == "ok"
+        with pytest.raises(InputError) as err:
+            connect(server.url, model="other", api_key_env="QWEN3VL_API_KEY")
+    assert key not in caplog.text + str(err.value) and "it serves: ok." in str(err.value)
+
+
 def test_a_key_echoed_in_an_answer_is_redacted(server, monkeypatch, caplog):
     key = "sk-live-" + "z" * 24
     monkeypatch.setenv("QWEN3VL_API_KEY", key)

@@ -225,6 +225,10 @@ class OpenAIClient:
             except ValueError as err:  # BadValue too
                 raise self._fail(f"did not answer with an OpenAI model list at /models ({scrub(str(err), (), 120)})",
                                  "Point base_url at the server's OpenAI API, e.g. http://127.0.0.1:8000/v1.") from None
+        secrets = [secret for secret in self._secrets() if len(secret) >= 4]
+        echoed = [m for m in models if any(secret in m for secret in secrets)]
+        models = [m for m in models if m not in echoed]  # a model "named" after the key is never shown
+        ignored += len(echoed)
         if ignored:
             logger.warning("%s/models: %d entr%s without a usable id ignored", self.base_url, ignored,
                            "y" if ignored == 1 else "ies")

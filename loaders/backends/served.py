@@ -97,9 +97,10 @@ def connect(base_url: str, model: str = "", api_key_env: str = "", timeout_s: fl
         if not name:
             name = served[0]
         elif name not in served:
+            names = ", ".join(served[:20])
             raise ServerError("model", f"{name[:200]!r} is not served at {client.base_url}; it serves: "
-                              f"{', '.join(served[:20])}.", "Leave model empty for the first one, or copy a name "
-                              "from that list.")
+                              f"{names[:1000]}.", "Leave model empty for the first one, or copy a name from that "
+                              "list.")
         opens = _template_opens_think(client, name)
     finally:
         client.close()
