@@ -1,7 +1,9 @@
 """Peak memory of the served client against a gzip bomb and a 200 MB SSE line, measured in a subprocess.
 
-The hostile server runs in the test process; the client runs in a fresh Python whose peak resident memory
-(``ru_maxrss``) is read after the call, and must stay under 1 GiB (the pack's imports included).
+The hostile server runs in the test process; the client runs in a fresh Python whose peak resident memory is
+read after the call, and must stay under 1 GiB (the pack's imports included). The peak is the process's own
+``VmHWM`` (/proc/self/status): its ``ru_maxrss`` also counts the parent's peak before ``exec`` (subprocess uses
+vfork), which in a long pytest run is the test runner's memory, not the client's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ GIB = 1 << 30
 
 CLIENT = r"""
 import json, resource, sys, time
+
+
+def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+
 sys.path.insert(0, sys.argv[1])
 from tests.conftest import _import_pack
 _import_pack()
@@ -28,7 +37,7 @@ from qwen3vl_pack.loaders.backends.openai_client import OpenAIClient, Cancel
 from qwen3vl_pack.utils.errors import InputError
 
 client = OpenAIClient(sys.argv[2], timeout_s=30)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = peak()
 start = time.perf_counter()
 try:
     if sys.argv[3] == "models":
@@ -38,8 +47,9 @@ try:
     error = ""
 except InputError as err:
     error = str(err)
-print(json.dumps({"base": base, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "seconds": time.perf_counter() - start, "error": error}))
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"base": base, "peak": peak(), "ru_maxrss": maxrss, "seconds": time.perf_counter() - start,
+                  "error": error}))
 """
 
 
