@@ -56,11 +56,12 @@ class FirstIsSlow:
     """Image 0 is answered only after images 1..``hold``; with ``die`` the server "crashes" then instead, and the
     requests for the other images (held meanwhile) get no answer either."""
 
-    def __init__(self, hold: int, die: bool):
+    def __init__(self, hold: int, die: bool, released: threading.Event | None = None):
         self.hold, self.die = hold, die
         self.answered: set[int] = set()
         self.lock = threading.Lock()
-        self.released = threading.Event()
+        self.released = released or threading.Event()
+        self.release_when_answered = released is None
         self.dead = threading.Event()
 
     def __call__(self, h, body):
@@ -78,19 +79,22 @@ class FirstIsSlow:
         hs.stream(h, hs.normal_events(2))
         with self.lock:
             self.answered.add(index)
-            if self.answered >= set(range(1, self.hold + 1)):
+            if self.release_when_answered and self.answered >= set(range(1, self.hold + 1)):
                 self.released.set()
 
 
 def test_captions_are_written_as_they_arrive_and_reported_in_input_order(tmp_path):
     files = _folder(tmp_path, 6)
     seen: list[tuple[int, bool]] = []
+    written = threading.Event()  # image 0 is answered once 5 captions are on disk (never, if they wait for it)
     with hs.HostileServer() as server:
-        server.script[CHAT] = FirstIsSlow(hold=5, die=False)
+        server.script[CHAT] = FirstIsSlow(hold=5, die=False, released=written)
         bundle = connect(server.url, max_concurrency=6)
 
         def on_progress(_n):
             seen.append((sum(f.with_suffix(".txt").exists() for f in files), files[0].with_suffix(".txt").exists()))
+            if seen[-1][0] >= 5:
+                written.set()
 
         summary = caption_files(bundle, files, make_job("custom", resolve_options("Greedy", 8, 0), "caption", 1),
                                 on_progress=on_progress)

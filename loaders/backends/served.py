@@ -272,6 +272,7 @@ class _Run:
                     if error is not None:
                         self.cancel.set()
                         if not ordered:  # answers already finished are handed out before the error
+                            pool.shutdown(wait=True)  # streams closed: each request ends now (or within timeout_s)
                             self._drain(pending, done)
                             finished = [(keys.pop(seq), done.pop(seq)) for seq in sorted(done)]
                             if finished:
