@@ -30,7 +30,8 @@ class Qwen3VLServerModel:
                 "api_key_env": ("STRING", {"default": "", "tooltip": "The NAME of the environment variable that "
                                 "holds the API key, set before ComfyUI starts: QWEN3VL_API_KEY or "
                                 "QWEN3VL_API_KEY_<SUFFIX> only (so a shared workflow cannot send another secret). "
-                                "Copy a key you have: export QWEN3VL_API_KEY=\"$OPENAI_API_KEY\". The key itself is "
+                                "Copy a key you have: export QWEN3VL_API_KEY=\"$OPENAI_API_KEY\". The key goes only to "
+                                "this machine or to hosts you list in QWEN3VL_KEY_HOSTS. The key itself is "
                                 "never typed here, saved in the workflow or logged. Empty = no key."}),
                 "timeout_s": ("FLOAT", {"default": 120.0, "min": 1.0, "max": 86400.0, "step": 1.0, "tooltip":
                               "Longest wait, in seconds, without progress: for an answer's headers as a whole, "

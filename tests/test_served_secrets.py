@@ -189,6 +189,7 @@ def test_a_key_echoed_in_an_answer_is_redacted(server, monkeypatch, caplog):
 
 def test_plain_http_to_another_host_warns_once(caplog, monkeypatch):
     monkeypatch.setenv("QWEN3VL_API_KEY", "sk-1")
+    monkeypatch.setenv("QWEN3VL_KEY_HOSTS", "10.20.30.40")
     monkeypatch.setattr(server_keys, "_WARNED", set())
     remote = OpenAIClient("http://10.20.30.40:8000/v1", "QWEN3VL_API_KEY")  # never contacted: headers only
     with caplog.at_level(logging.WARNING):
@@ -200,3 +201,35 @@ def test_plain_http_to_another_host_warns_once(caplog, monkeypatch):
     warnings = [r.getMessage() for r in caplog.records if "plain http://" in r.getMessage()]
     assert len(warnings) == 2 and "10.20.30.40" in warnings[0] and "sk-1" not in caplog.text
     assert "password in base_url" in warnings[1] and "http://***@10.9.9.9" in warnings[1]
+
+
+@pytest.mark.parametrize("url", ["http://10.20.30.40:8000/v1", "https://evil.example/v1", "http://127.0.0.1.evil.example/v1",
+                                 "http://localhost.evil.example:80/v1", "https://api.example.com:8443/v1"])
+def test_a_key_never_goes_to_a_host_the_user_did_not_list(monkeypatch, url):
+    """A workflow sets base_url and api_key_env together: the user's QWEN3VL_API_KEY must not follow base_url to
+    a server of the workflow author's choice. Refused before any request, naming api_key_env and the rule."""
+    monkeypatch.setenv("QWEN3VL_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("QWEN3VL_KEY_HOSTS", "api.example.com:443, lab.internal")
+    with pytest.raises(InputError) as err:
+        OpenAIClient(url, "QWEN3VL_API_KEY")
+    text = str(err.value)
+    assert text.startswith("api_key_env") and "QWEN3VL_KEY_HOSTS" in text and "sk-secret-value" not in text
+    with pytest.raises(InputError, match="QWEN3VL_KEY_HOSTS"):
+        connect(url, "", "QWEN3VL_API_KEY", 5.0, 1, True)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/v1", "http://localhost:9/v1", "http://[::1]:9/v1",
+                                 "https://api.example.com/v1", "https://API.example.com:443/v1",
+                                 "http://lab.internal:8000/v1"])
+def test_a_key_goes_to_this_machine_and_to_the_hosts_listed(monkeypatch, url):
+    monkeypatch.setenv("QWEN3VL_API_KEY", "sk-1")
+    monkeypatch.setenv("QWEN3VL_KEY_HOSTS", "api.example.com:443, lab.internal")
+    assert OpenAIClient(url, "QWEN3VL_API_KEY")._headers()["Authorization"] == "Bearer sk-1"
+
+
+def test_no_key_no_host_rule(monkeypatch):
+    """Without a key (variable unset, or no api_key_env) nothing secret is sent: any host may be named."""
+    monkeypatch.delenv("QWEN3VL_API_KEY", raising=False)
+    monkeypatch.delenv("QWEN3VL_KEY_HOSTS", raising=False)
+    assert "Authorization" not in OpenAIClient("https://elsewhere.example/v1", "QWEN3VL_API_KEY")._headers()
+    assert "Authorization" not in OpenAIClient("https://elsewhere.example/v1", "")._headers()

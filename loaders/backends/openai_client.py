@@ -20,7 +20,16 @@ from ...utils.errors import InputError
 from . import wire
 from .chat_stream import Cancel, StreamFault, StreamResult, read_events
 from .server_errors import ServerError, classify_request_error
-from .server_keys import check_key_env, read_key, redact_url, scrub, shown_url, split_userinfo, warn_plain_http
+from .server_keys import (
+    check_key_destination,
+    check_key_env,
+    read_key,
+    redact_url,
+    scrub,
+    shown_url,
+    split_userinfo,
+    warn_plain_http,
+)
 from .server_values import BadValue, detokenized, error_text, model_ids, retry_after, token_ids
 
 __all__ = ["Cancel", "OpenAIClient", "ServerError", "StreamResult", "classify_request_error", "normalize_base_url"]
@@ -66,7 +75,9 @@ class OpenAIClient:
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         parsed = httpx.URL(self._url)
-        self._scheme, self._host = parsed.scheme, parsed.host
+        self._scheme, self._host, self._port = parsed.scheme, parsed.host, parsed.port
+        if self._key():  # before any request: a key only goes where the user allowed it
+            check_key_destination(self.api_key_env, self._scheme, self._host, self._port, self.base_url)
         self._root = self._url[: -len("/v1")] if self._url.endswith("/v1") else self._url
         self._http = wire.http_client(self.timeout_s, max_connections)
 
@@ -81,6 +92,7 @@ class OpenAIClient:
         headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
         key = self._key()
         if key:
+            check_key_destination(self.api_key_env, self._scheme, self._host, self._port, self.base_url)
             headers["Authorization"] = f"Bearer {key}"
             warn_plain_http(self.base_url, self._scheme, self._host, f"API key from {self.api_key_env}")
         elif self._basic:

@@ -2,7 +2,9 @@
 
 A workflow is shared with its ``base_url`` and ``api_key_env``. If it could name any environment variable, a
 downloaded workflow could send ComfyUI's ``AWS_SECRET_ACCESS_KEY`` or ``HF_TOKEN`` to a server of its author's
-choice. So only variables meant for this pack are read: ``QWEN3VL_API_KEY`` or ``QWEN3VL_API_KEY_<SUFFIX>``.
+choice. So only variables meant for this pack are read: ``QWEN3VL_API_KEY`` or ``QWEN3VL_API_KEY_<SUFFIX>``; and
+such a key goes only to this machine (loopback) or to a host the user listed in ``QWEN3VL_KEY_HOSTS``, so that a
+workflow cannot point ``base_url`` at its author's server and receive the user's key meant for another one.
 
 A password in ``base_url`` (``http://user:pass@host/v1``) is taken out of the URL before it reaches httpx (whose
 log lines carry the URL) and sent as a Basic ``Authorization`` header instead; every text the pack shows
@@ -34,6 +36,10 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
 _WARNED: set[tuple[str, str]] = set()
 _WARNED_LOCK = threading.Lock()
 MAX_KEY_CHARS = 8192
+KEY_HOSTS_ENV = "QWEN3VL_KEY_HOSTS"
+KEY_HOSTS_RULE = (f"a key goes only to this machine (localhost, 127.0.0.0/8, ::1) or to a host listed in "
+                  f"{KEY_HOSTS_ENV} (set by you, never by a workflow), so that a shared workflow cannot send your key "
+                  f"to a server of its choice")
 
 
 def check_key_env(name: object, input_name: str = "api_key_env") -> str:
@@ -121,3 +127,43 @@ def warn_plain_http(url: str, scheme: str, host: str, what: str) -> None:
         _WARNED.add((url, what))
     logger.warning("the %s goes to %s over plain http:// (unencrypted): anyone on the network path can read it. "
                    "Use https:// for a server that is not on this machine.", what, url)
+
+
+def _allowed_hosts() -> list[tuple[str, int | None]]:
+    """``QWEN3VL_KEY_HOSTS``: comma-separated ``host`` (any port) or ``host:port`` (``[v6]:port``)."""
+    allowed = []
+    for entry in os.environ.get(KEY_HOSTS_ENV, "").split(","):
+        entry = entry.strip().lower()
+        if "://" in entry:
+            entry = entry.split("://", 1)[1]
+        entry = entry.split("/", 1)[0]
+        if not entry:
+            continue
+        host, port = entry, None
+        if entry.startswith("["):
+            host, _, rest = entry[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+        elif entry.count(":") == 1:
+            name, _, tail = entry.partition(":")
+            if tail.isdigit():
+                host, port = name, int(tail)
+        allowed.append((host, port))
+    return allowed
+
+
+def check_key_destination(name: str, scheme: str, host: str, port: int | None, shown: str,
+                          input_name: str = "api_key_env") -> None:
+    """Refuse, before any request, to send the key in ``name`` to a host the user did not allow."""
+    host = (host or "").strip("[]").lower()
+    if is_loopback(host):
+        return
+    default_port = 443 if scheme == "https" else 80
+    effective = port if port is not None else default_port
+    for allowed_host, allowed_port in _allowed_hosts():
+        if allowed_host == host and (allowed_port is None or allowed_port == effective):
+            return
+    raise InputError(input_name, f"the key in {name} would be sent to {shown}, a host that is not this machine and "
+                     f"not listed in {KEY_HOSTS_ENV}: {KEY_HOSTS_RULE}.",
+                     f"If you trust that server, add its host before starting ComfyUI, e.g. export "
+                     f"{KEY_HOSTS_ENV}=\"{host or 'api.example.com'}\" (comma-separated, host or host:port); "
+                     f"otherwise clear api_key_env or fix base_url.")
