@@ -65,7 +65,7 @@ SIZES = {
                  linear_key_head_dim=16, linear_value_head_dim=16, mrope_section=[2, 1, 1]),
     # vLLM's CPU attention refuses head_dim 16 (SPEC section 10)
     "vllm": dict(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
-                 linear_key_head_dim=32, linear_value_head_dim=32, mrope_section=[8, 4, 4]),
+                 linear_key_head_dim=64, linear_value_head_dim=64, mrope_section=[8, 4, 4]),
 }
 
 
