@@ -198,3 +198,33 @@ def test_batch_caption_node_same_captions_as_single_and_folder_round_trip(qwen35
     assert saved["result"][0].startswith("3 caption(s): 3 written")
     assert sorted(p.name for p in folder.glob("*.txt")) == ["img0.txt", "img1.txt", "img2.txt"]
     assert (folder / "img0.txt").read_text(encoding="utf-8").strip() == batched[0].strip()
+
+
+def test_cli_thinking_switch_on_qwen35(qwen35_models, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(root / "cli.py"), *args], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    model = str(qwen35_models["moe"])
+    for mode, end in (("off", "<think>\n\n</think>\n\n"), ("on", "assistant\n<think>\n")):
+        out = cli("ask", "--model", model, "--image", str(root / "assets" / "sample.png"), "--preset", "Greedy",
+                  "--max-new-tokens", "4", "--thinking", mode, "--info", "Describe.")
+        assert out.returncode == 0, out.stderr
+        assert f"thinking: {mode}" in out.stdout and out.stdout.rstrip("\n").endswith(end.rstrip("\n"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, (w, h) in enumerate([(96, 64), (64, 128)]):
+        Image.fromarray(_pixels(i, w, h)).save(folder / f"a{i}.png")
+    out = cli("caption", str(folder), "--model", model, "--batch-size", "2", "--max-new-tokens", "6",
+              "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in folder.glob("*.txt")) == ["a0.txt", "a1.txt"]
+    bad = cli("ask", "--model", model, "--thinking", "maybe", "hi")
+    assert bad.returncode == 2 and "--thinking" in bad.stderr
