@@ -41,7 +41,7 @@ def add_caption_parser(sub, add_model_args, add_generation_args) -> argparse.Arg
                         "overwrite, or append")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_model_args(p)
-    add_generation_args(p, "Greedy")
+    add_generation_args(p, "Greedy", "off")
     p.set_defaults(max_new_tokens=256)
     return p
 

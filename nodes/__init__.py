@@ -1,4 +1,7 @@
-"""ComfyUI node classes (thin: inputs, validation, one call into loaders/ or utils/)."""
+"""ComfyUI node classes (thin: inputs, validation, one call into loaders/ or utils/).
+
+Node ids (``Qwen3VL_*``) are a public contract and never change; the display names of the nodes that run a model
+say "Qwen3-VL / Qwen3.5" since they run both families (loaders/families.py)."""
 
 from .caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder, Qwen3VLSaveCaptions
 from .download import Qwen3VLDownloadModel
@@ -28,18 +31,18 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "Qwen3VL_ModelLoader": "Qwen3-VL Model Loader",
-    "Qwen3VL_ServerModel": "Qwen3-VL Server Model",
-    "Qwen3VL_Generate": "Qwen3-VL Generate",
+    "Qwen3VL_ModelLoader": "Qwen3-VL / Qwen3.5 Model Loader",
+    "Qwen3VL_ServerModel": "Qwen3-VL / Qwen3.5 Server Model",
+    "Qwen3VL_Generate": "Qwen3-VL / Qwen3.5 Generate",
     "Qwen3VL_Sampling": "Qwen3-VL Sampling",
     "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",
-    "Qwen3VL_Grounding": "Qwen3-VL Grounding",
+    "Qwen3VL_Grounding": "Qwen3-VL / Qwen3.5 Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
-    "Qwen3VL_Task": "Qwen3-VL Task",
+    "Qwen3VL_Task": "Qwen3-VL / Qwen3.5 Task",
     "Qwen3VL_ParseTask": "Qwen3-VL Parse Task",
     "Qwen3VL_Unload": "Qwen3-VL Unload Models",
-    "Qwen3VL_DownloadModel": "Qwen3-VL Download Model",
-    "Qwen3VL_BatchCaption": "Qwen3-VL Batch Caption",
+    "Qwen3VL_DownloadModel": "Qwen3-VL / Qwen3.5 Download Model",
+    "Qwen3VL_BatchCaption": "Qwen3-VL / Qwen3.5 Batch Caption",
     "Qwen3VL_LoadImageFolder": "Qwen3-VL Load Image Folder",
     "Qwen3VL_SaveCaptions": "Qwen3-VL Save Captions",
 }

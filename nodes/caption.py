@@ -23,7 +23,13 @@ from ..utils.image_files import (
     rgb_to_comfy,
 )
 from ..utils.images import check_image_batch, to_uint8_chw
-from ..utils.node_options import RUN_PRESET_TOOLTIP, SAMPLING_INPUT_TOOLTIP, SAMPLING_TYPE, run_options
+from ..utils.node_options import (
+    RUN_PRESET_TOOLTIP,
+    SAMPLING_INPUT_TOOLTIP,
+    SAMPLING_TYPE,
+    run_options,
+    thinking_input,
+)
 from ..utils.presets import FIXED_PRESET_NAMES
 from ..utils.safe_files import printable
 from . import comfy_services as comfy
@@ -44,7 +50,7 @@ def _flatten_images(images) -> list:
 
 
 class Qwen3VLBatchCaption:
-    DESCRIPTION = ("Captions every image with Qwen3-VL: one caption per image, in input order, several images per "
+    DESCRIPTION = ("Captions every image with Qwen3-VL / Qwen3.5: one caption per image, in input order, several images per "
                    "generate call. Takes an IMAGE batch or a list of IMAGEs of different sizes (e.g. from Qwen3-VL "
                    "Load Image Folder). Captions are one line each, with optional trigger words. The caption being "
                    "written appears on the node.")
@@ -87,12 +93,13 @@ class Qwen3VLBatchCaption:
                                               "tooltip": "Most visual tokens per image (1 token = 32x32 pixels); "
                                                          "larger images are downscaled. 0 = model default."}),
                 "sampling": (SAMPLING_TYPE, {"tooltip": SAMPLING_INPUT_TOOLTIP}),
+                "thinking": thinking_input("off"),
             },
         }
 
     def caption(self, model, images, style, batch_size, preset, max_new_tokens, prefix, suffix,
-                custom_prompt=None, max_visual_tokens=None, sampling=None):
-        options = run_options(_one(preset), _one(max_new_tokens), _one(sampling))
+                custom_prompt=None, max_visual_tokens=None, sampling=None, thinking=None):
+        options = run_options(_one(preset), _one(max_new_tokens), _one(sampling), _one(thinking, "off"))
         job = make_job(_one(style), options, _one(custom_prompt, ""), _one(batch_size), _one(prefix, ""),
                        _one(suffix, ""), 0, _one(max_visual_tokens, 1280))
         pixels = _flatten_images(images)

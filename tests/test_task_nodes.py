@@ -58,7 +58,8 @@ def test_public_contract():
     required = Qwen3VLTask.INPUT_TYPES()["required"]
     assert list(required) == ["model", "task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed"]
     assert required["preset"][1]["default"] == "Greedy" and required["max_new_tokens"][1]["default"] == 0
-    assert list(Qwen3VLTask.INPUT_TYPES()["optional"]) == ["image", "video", "video_fps", "max_visual_tokens"]
+    assert list(Qwen3VLTask.INPUT_TYPES()["optional"]) == ["image", "video", "video_fps", "max_visual_tokens",
+                                                           "thinking"]
     assert Qwen3VLTask.INPUT_TYPES()["optional"]["video_fps"][1]["forceInput"] is True
 
 

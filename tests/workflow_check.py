@@ -61,6 +61,22 @@ def widget_inputs(spec: dict) -> list[tuple[str, str, dict]]:
     return out
 
 
+# Widgets appended to released nodes (optional, with a default): workflows saved before may lack their values; the
+# frontend assigns saved values by position and leaves these at their default. ``thinking``: issue 18.
+APPENDED_LATER = ("thinking",)
+
+
+def _appended_later(spec: dict, widgets: list[tuple[str, str, dict]]) -> int:
+    """How many trailing widgets (of :data:`APPENDED_LATER`) a workflow saved before they existed may lack."""
+    optional = spec["input"].get("optional", {})
+    count = 0
+    for name, _, opts in reversed(widgets):
+        if name not in APPENDED_LATER or name not in optional or "default" not in opts:
+            break
+        count += 1
+    return count
+
+
 def socket_types(spec: dict) -> dict[str, str]:
     types = {}
     for section in ("required", "optional"):
@@ -122,7 +138,7 @@ def check_workflow(wf: dict, specs: dict) -> list[str]:
             problems.append(f"{where}: dict widgets_values are not checked here")
             continue
         extra = FRONTEND_EXTRA_WIDGETS.get(node["type"], 0)
-        if not len(widgets) <= len(values) <= len(widgets) + extra:
+        if not len(widgets) - _appended_later(spec, widgets) <= len(values) <= len(widgets) + extra:
             problems.append(f"{where}: {len(values)} widget values for {len(widgets)} widgets "
                             f"{[w[0] for w in widgets]}")
         for (name, typ, opts), value in zip(widgets, values, strict=False):

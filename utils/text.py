@@ -96,6 +96,7 @@ def format_info(result, options=None, model_name: str = "") -> str:
     lines = []
     if getattr(result, "answer_cut_off", False):
         lines.append(cut_off_note(result.new_tokens, getattr(options, "max_new_tokens", None)))
+    lines.extend(getattr(result, "notes", None) or ())
     if model_name:
         lines.append(f"model: {model_name}")
     if options is not None:
@@ -103,6 +104,7 @@ def format_info(result, options=None, model_name: str = "") -> str:
                     f"temperature {options.temperature}, top_p {options.top_p}, top_k {options.top_k}")
         lines.append(f"preset: {options.preset} ({sampling}, repetition_penalty {options.repetition_penalty}, "
                      f"presence_penalty {options.presence_penalty}, seed {options.seed})")
+        lines.append(f"thinking: {getattr(options, 'thinking', 'auto')}")
     lines.append(f"prompt tokens: {result.prompt_tokens}")
     lines.append(f"generated tokens: {result.new_tokens}")
     if result.visual_tokens:
