@@ -7,6 +7,7 @@ from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
 from .memory import Qwen3VLUnload
 from .option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
+from .run_task import Qwen3VLRunTask, Qwen3VLTaskOptions
 from .server import Qwen3VLServerModel
 from .task import Qwen3VLParseTask, Qwen3VLTask
 
@@ -18,6 +19,8 @@ NODE_CLASS_MAPPINGS = {
     "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
+    "Qwen3VL_RunTask": Qwen3VLRunTask,
+    "Qwen3VL_TaskOptions": Qwen3VLTaskOptions,
     "Qwen3VL_Task": Qwen3VLTask,
     "Qwen3VL_ParseTask": Qwen3VLParseTask,
     "Qwen3VL_Unload": Qwen3VLUnload,
@@ -35,7 +38,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",
     "Qwen3VL_Grounding": "Qwen3-VL Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
-    "Qwen3VL_Task": "Qwen3-VL Task",
+    "Qwen3VL_RunTask": "Qwen3-VL Task",
+    "Qwen3VL_TaskOptions": "Qwen3-VL Task Options",
+    "Qwen3VL_Task": "Qwen3-VL Task (old layout)",
     "Qwen3VL_ParseTask": "Qwen3-VL Parse Task",
     "Qwen3VL_Unload": "Qwen3-VL Unload Models",
     "Qwen3VL_DownloadModel": "Qwen3-VL Download Model",

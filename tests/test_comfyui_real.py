@@ -35,7 +35,7 @@ INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
 LOADER = "Qwen3VL_ModelLoader"
 SERVER = "Qwen3VL_ServerModel"
 VLLM_URL = os.environ.get("QWEN3VL_VLLM_URL", "")
-TASK_TOKENS, TINY_TOKENS = 5, 256  # Qwen3VL_Task's max_new_tokens widget (0 = task default) and the tier's value
+TINY_TOKENS = 256  # the tier's max_new_tokens for Task nodes (their 0 = the task default, up to 4096 tokens)
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,13 @@ def _harness(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=os_env)
 
 
-def _widget_index(name: str) -> int:
-    from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
+def _widget_index(name: str, node_id: str = LOADER) -> int:
+    """Where ``name``'s value is in a saved node (widgets only, in order; a seed's control value counted)."""
+    from qwen3vl_pack import NODE_CLASS_MAPPINGS
+    from qwen3vl_pack.tests.workflow_check import pack_specs, widget_inputs
 
-    spec = Qwen3VLModelLoader.INPUT_TYPES()
-    return [*spec["required"], *spec.get("optional", {})].index(name)
+    spec = pack_specs({node_id: NODE_CLASS_MAPPINGS[node_id]})[node_id]
+    return [w[0] for w in widget_inputs(spec)].index(name)
 
 
 def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
@@ -88,8 +90,8 @@ def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
     for node in wf["nodes"]:
         if node["type"] == "Qwen3VL_LoadImageFolder":
             node["widgets_values"][0] = str(env["images"])
-        if node["type"] == "Qwen3VL_Task":  # random text to the task default (up to 4096 tokens) only costs time
-            node["widgets_values"][TASK_TOKENS] = TINY_TOKENS
+        if node["type"] in ("Qwen3VL_Task", "Qwen3VL_RunTask"):  # random text up to 4096 tokens only costs time
+            node["widgets_values"][_widget_index("max_new_tokens", node["type"])] = TINY_TOKENS
     dst.write_text(json.dumps(wf), encoding="utf-8")
     return dst
 
