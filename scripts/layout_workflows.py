@@ -25,7 +25,8 @@ from pathlib import Path
 TITLE = 30  # LiteGraph.NODE_TITLE_HEIGHT: the title bar is drawn above pos
 GAP_X, GAP_Y = 40, 24
 VIEW = (1280, 800)
-MARGIN = {"left": 90, "top": 100, "right": 30, "bottom": 50}  # 1.58's side bar and menu, 1.27's menu bar
+# 1.58's side bar (left), tabs and Run bar (top), minimap (bottom right, 250 px wide) and zoom bar; 1.27's menu
+MARGIN = {"left": 90, "top": 100, "right": 280, "bottom": 60}
 NOTES = {"Note", "MarkdownNote"}
 OLD_TASK_WIDGETS = ["task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed", "control",
                     "max_visual_tokens"]

@@ -138,7 +138,7 @@ def request_payload(bundle: ServerBundle, conversation: list[dict], options: Gen
 
 
 def _result(bundle: ServerBundle, stream: StreamResult, req, seconds: float) -> GenerationResult:
-    opened = bool(bundle.opens_think)
+    opened = bundle.opens_think  # None: the server cannot tell (then only a leading <think> or a </think> counts)
     if stream.has_reasoning_field:  # the server split it (vLLM --reasoning-parser)
         thinking, text = stream.reasoning.strip(), stream.content.strip()
         raw = f"<think>{stream.reasoning}</think>{stream.content}"
@@ -296,7 +296,7 @@ class _Run:
         if self.reasoning.get(seq):
             self.hooks.on_text(self.reasoning[seq], content)
         else:
-            self.hooks.on_text(*split_thinking(content, bool(self.bundle.opens_think)))
+            self.hooks.on_text(*split_thinking(content, self.bundle.opens_think))
 
 
 def _remember(digest: str, result: GenerationResult) -> None:
