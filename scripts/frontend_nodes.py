@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VIEW = {"width": 1280, "height": 800}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+INPUTS = ("sample.png", "qwen3vl_clip.mp4")  # else the frontend's "media input missing" toast covers nodes
 
 MEASURE = """async (wf) => {
     await window.app.loadGraphData(wf, true, true, null, {showMissingNodesDialog: false,
@@ -172,8 +173,8 @@ def main() -> int:
     ap.add_argument("--comfy-dir", help="start this ComfyUI (through the harness) instead of --base")
     ap.add_argument("--python", default=sys.executable, help="the Python that runs --comfy-dir")
     ap.add_argument("--frontend-root", help="a comfyui_frontend_package/static folder (--front-end-root)")
-    ap.add_argument("--input", action="append", default=[str(ROOT / "assets" / "sample.png")],
-                    help="a file for ComfyUI's input folder (default: assets/sample.png, which the workflows load)")
+    ap.add_argument("--input", action="append", default=[str(ROOT / "assets" / n) for n in INPUTS],
+                    help="a file for ComfyUI's input folder (default: the image and clip the workflows load)")
     ap.add_argument("--shoot", action="append", default=[], help="workflow file name to screenshot (repeatable)")
     ap.add_argument("--out", type=Path, help="folder for the screenshots")
     ap.add_argument("--sizes-out", type=Path, help="write every node's computed size here (for layout_workflows)")

@@ -26,7 +26,10 @@ TITLE = 30  # LiteGraph.NODE_TITLE_HEIGHT: the title bar is drawn above pos
 GAP_X, GAP_Y = 40, 24
 VIEW = (1280, 800)
 # 1.58's side bar (left), tabs and Run bar (top), minimap (bottom right, 250 px wide) and zoom bar; 1.27's menu
-MARGIN = {"left": 90, "top": 100, "right": 280, "bottom": 60}
+MARGIN = {"left": 90, "top": 100, "right": 60, "bottom": 60}
+# The minimap (bottom right): on screen from x 985 / y 535 (1.27, whose canvas starts 40 px right of and below the
+# window's corner) and x 1020 / y 540 (1.58); in canvas pixels nothing may reach into x >= 935, y >= 485.
+MINIMAP = (935, 485)
 NOTES = {"Note", "MarkdownNote"}
 OLD_TASK_WIDGETS = ["task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed", "control",
                     "max_visual_tokens"]
@@ -163,7 +166,13 @@ def _arrange(wf: dict, sizes: dict[int, list[float]], max_h: float, note_column:
         return 0.0, pos
     usable_w = VIEW[0] - MARGIN["left"] - MARGIN["right"]
     usable_h = VIEW[1] - MARGIN["top"] - MARGIN["bottom"]
-    return min(1.0, usable_w / width, usable_h / height), pos
+    scale = min(1.0, usable_w / width, usable_h / height)
+    for i, p in pos.items():  # shrink until no node reaches under the minimap
+        right, bottom = p[0] + sizes[i][0], p[1] + sizes[i][1]
+        if MARGIN["left"] + right * scale > MINIMAP[0] and MARGIN["top"] + bottom * scale > MINIMAP[1]:
+            scale = min(scale, (MINIMAP[0] - MARGIN["left"]) / right, (MINIMAP[1] - MARGIN["top"]) / bottom) \
+                if MARGIN["left"] + p[0] * scale < MINIMAP[0] else 0.0
+    return scale, pos
 
 
 def layout(wf: dict, measured: dict[int, list[float]]) -> float:

@@ -96,6 +96,22 @@ def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
     return dst
 
 
+def _run_terminating(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """Like subprocess.run, but a client past ``timeout`` gets SIGTERM first, so it stops the ComfyUI it started
+    (tests/comfy_ws.py); a failing test never leaves a server behind."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def test_models_folder_is_empty_in_comfyui(comfy_env):
     out = _harness(comfy_env, "--object-info-only", LOADER)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -123,7 +139,7 @@ def test_live_text_and_progress_reach_a_websocket_client(comfy_env):
            f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
     env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, COMFYUI_HARNESS=str(HARNESS),
                PYTHONDONTWRITEBYTECODE="1")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    out = _run_terminating(cmd, env, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     run = json.loads(out.stdout)["rounds"][0]
     assert run["status"] == "execution_success", run
@@ -135,3 +151,51 @@ def test_live_text_and_progress_reach_a_websocket_client(comfy_env):
     assert len(texts) <= run["seconds"] / 0.1 + 2 and len(progress) <= run["seconds"] / 0.1 + 2
     print(f"\n{tokens}-token answer in real ComfyUI, {run['seconds']:.2f} s: {len(progress)} progress events, "
           f"{len(texts)} text events")
+
+
+def test_a_failing_client_never_leaves_its_server_running(comfy_env):
+    """tests/comfy_ws.py's server is stopped when the code using it fails, and when its client is terminated."""
+    import signal
+    import time
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from comfy_ws import ComfyServer
+
+    def alive(pid: int) -> bool:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    os.environ.setdefault("COMFYUI_HARNESS", str(HARNESS))
+    with pytest.raises(RuntimeError, match="a failing test"):
+        with ComfyServer([str(ROOT)], comfy_dir=COMFY, python=PYTHON, run_root=str(comfy_env["runs"])) as server:
+            pid = server.pid
+            assert alive(pid)
+            raise RuntimeError("a failing test")
+    for _ in range(50):
+        if not alive(pid):
+            break
+        time.sleep(0.2)
+    assert not alive(pid)
+
+    cmd = [PYTHON, str(ROOT / "tests" / "comfy_ws.py"), str(ROOT / "workflows" / "describe_image.json"),
+           "--custom-node", str(ROOT), "--input", str(INPUTS[0]), "--run-root", str(comfy_env["runs"]),
+           "--set", "3.max_new_tokens=4000", "--set", f"1.model_path={json.dumps(str(comfy_env['model']))}",
+           f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
+    before = set(Path("/proc").glob("[0-9]*"))
+    env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, COMFYUI_HARNESS=str(HARNESS))
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    time.sleep(40)  # the server is up and the prompt running
+    def cmdline(proc: Path) -> bytes:
+        try:
+            return (proc / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            return b""
+
+    started = [p for p in set(Path("/proc").glob("[0-9]*")) - before if b"main.py" in cmdline(p)]
+    client.send_signal(signal.SIGTERM)
+    client.communicate(timeout=120)
+    time.sleep(2)
+    assert started and not [p for p in started if p.exists()]
