@@ -53,11 +53,18 @@ MEASURE = """async (wf) => {
         return top.tagName.toLowerCase() + (top.className && typeof top.className === "string"
                                             ? "." + top.className.split(" ")[0] : "");
     };
+    const needed = (n) => {  // a preview whose computed width follows the node's own (LoadVideo) sets no width
+        const c1 = [...n.computeSize()], keep = [...n.size];
+        n.size[0] = c1[0] + 100;
+        const c2 = n.computeSize();
+        n.size[0] = keep[0]; n.size[1] = keep[1];
+        return c2[0] > c1[0] + 50 ? [keep[0], n.computeSize()[1]] : c1;
+    };
     return {scale: ds.scale, title_height: titleH, nodes: nodes.map(n => {
         const [x, y] = n.pos, [w, h] = n.size;
         const corners = [[x + 2, y - titleH + 2], [x + w - 2, y - titleH + 2]];
         return {
-            id: n.id, type: n.type, pos: [...n.pos], size: [...n.size], computed: [...n.computeSize()],
+            id: n.id, type: n.type, pos: [...n.pos], size: [...n.size], computed: needed(n),
             widgets: (n.widgets || []).filter(w => !w.hidden && w.type !== "hidden").map(w => w.name),
             saved_widgets_values: saved[n.id] ? saved[n.id].widgets_values : null,
             prompt_inputs: prompt[String(n.id)] ? prompt[String(n.id)].inputs : null,

@@ -58,3 +58,30 @@ def test_old_task_workflow_migrates_by_name_and_keeps_every_value():
     options = next(n for n in wf["nodes"] if n["type"] == "Qwen3VL_TaskOptions")
     assert options["widgets_values"] == ["German", "SDXL tags long", 75.0]
     assert {i["name"]: i["link"] for i in task["inputs"]}["model"] == links["model"]
+
+
+def test_bbox_becomes_core_bounding_boxes_per_image():
+    from qwen3vl_pack.nodes.interop import Qwen3VLBBoxToBoundingBox
+    from qwen3vl_pack.utils.errors import InputError
+
+    (out,) = Qwen3VLBBoxToBoundingBox().convert([[[10.4, 20.6, 110.2, 60.0], [50, 50, 40, 40]], []])
+    assert out == [[{"x": 10, "y": 20, "width": 101, "height": 40}, {"x": 40, "y": 40, "width": 10, "height": 10}],
+                   []]
+    assert Qwen3VLBBoxToBoundingBox.RETURN_TYPES == ("BOUNDING_BOX",)
+    for bad in ("boxes", [[[1, 2, 3]]], [[[0, 0, float("nan"), 4]]], [5]):
+        with pytest.raises(InputError, match="^bboxes:"):
+            Qwen3VLBBoxToBoundingBox().convert(bad)
+
+
+def test_points_to_sam3_feeds_task_points_to_core_sam3_detect():
+    wf = json.loads((ROOT / "workflows" / "points_to_sam3.json").read_text())
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    sam3 = next(n for n in wf["nodes"] if n["type"] == "SAM3_Detect")
+    fed = {sam3["inputs"][lk[4]]["name"]: (nodes[lk[1]]["type"], nodes[lk[1]]["outputs"][lk[2]]["name"])
+           for lk in wf["links"] if lk[3] == sam3["id"]}
+    assert fed == {"positive_coords": ("Qwen3VL_RunTask", "points"), "image": ("LoadImage", "IMAGE"),
+                   "model": ("CheckpointLoaderSimple", "MODEL")}
+    task = next(n for n in wf["nodes"] if n["type"] == "Qwen3VL_RunTask")
+    assert task["widgets_values"][:2] == ["points", "house, sun"] or task["widgets_values"][0] == "points"
+    note = next(n for n in wf["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    assert "0.33" in note and "0.3.64" in note and "models/LLM" in note
