@@ -53,12 +53,11 @@ MEASURE = """async (wf) => {
         return top.tagName.toLowerCase() + (top.className && typeof top.className === "string"
                                             ? "." + top.className.split(" ")[0] : "");
     };
-    const needed = (n) => {  // a preview whose computed width follows the node's own (LoadVideo) sets no width
-        const c1 = [...n.computeSize()], keep = [...n.size];
-        n.size[0] = c1[0] + 100;
-        const c2 = n.computeSize();
-        n.size[0] = keep[0]; n.size[1] = keep[1];
-        return c2[0] > c1[0] + 50 ? [keep[0], n.computeSize()[1]] : c1;
+    // LoadVideo's preview computes a width a fixed step wider than the node itself, whatever that is (340 -> 444,
+    // 450 -> 554): not a minimum. Its height (for the node's width) still is.
+    const needed = (n) => {
+        const c = [...n.computeSize()];
+        return n.type === "LoadVideo" ? [n.size[0], c[1]] : c;
     };
     return {scale: ds.scale, title_height: titleH, nodes: nodes.map(n => {
         const [x, y] = n.pos, [w, h] = n.size;

@@ -30,6 +30,10 @@ MARGIN = {"left": 90, "top": 100, "right": 60, "bottom": 60}
 # The minimap (bottom right): on screen from x 985 / y 535 (1.27, whose canvas starts 40 px right of and below the
 # window's corner) and x 1020 / y 540 (1.58); in canvas pixels nothing may reach into x >= 935, y >= 485.
 MINIMAP = (935, 485)
+# A workflow that needs a model file or a node a fresh ComfyUI may lack (SAM3) opens with a warning toast at the
+# top right (1.49, 1.58: from x 855, down to y 215): keep clear of it there.
+TOAST = (840, 220)
+TOAST_TYPES = {"CheckpointLoaderSimple", "SAM3_Detect"}
 NOTES = {"Note", "MarkdownNote"}
 OLD_TASK_WIDGETS = ["task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed", "control",
                     "max_visual_tokens"]
@@ -132,10 +136,29 @@ def _columns(wf: dict, sizes: dict[int, list[float]], max_h: float) -> list[list
     return columns
 
 
-def _arrange(wf: dict, sizes: dict[int, list[float]], max_h: float, note_column: int) -> tuple[float, dict]:
+def _clear_of(pos: dict, sizes: dict, scale: float, corner: tuple[float, float], below: bool) -> float:
+    """The largest scale <= ``scale`` at which no node reaches into the screen corner beyond ``corner`` (x right of
+    it and y below it when ``below``, else above it); 0 when shrinking cannot clear a node."""
+    for i, p in pos.items():
+        right = p[0] + sizes[i][0]
+        top, bottom = p[1] - TITLE, p[1] + sizes[i][1]
+        into_x = MARGIN["left"] + right * scale > corner[0]
+        into_y = (MARGIN["top"] + bottom * scale > corner[1]) if below else (MARGIN["top"] + top * scale < corner[1])
+        if into_x and into_y:
+            if MARGIN["left"] + p[0] * scale >= corner[0] and not below:
+                return 0.0  # a node right of the corner is under it at any scale
+            fit_x = (corner[0] - MARGIN["left"]) / right
+            fit_y = (corner[1] - MARGIN["top"]) / bottom if below else scale
+            scale = min(scale, max(fit_x, fit_y) if below else fit_x)
+    return scale
+
+
+def _arrange(wf: dict, sizes: dict[int, list[float]], max_h: float, note_column: int,
+             drop: tuple[float, float] = (0.0, 0.0)) -> tuple[float, dict]:
     """Positions for one arrangement and the scale at which it fits the view (0 when nodes would overlap).
 
-    ``note_column`` -1: the Notes get their own column at the left; else they go under that column."""
+    ``note_column`` -1: the Notes get their own column at the left; else they go under that column. ``drop``
+    (x, dy): columns starting right of canvas x start dy lower (clear of a toast at the top right)."""
     columns = _columns(wf, sizes, max_h)
     notes = [n for n in wf["nodes"] if n["type"] in NOTES]
     notes_left = note_column < 0
@@ -147,7 +170,7 @@ def _arrange(wf: dict, sizes: dict[int, list[float]], max_h: float, note_column:
     x = 0.0
     heights = []
     for column in columns:
-        y = TITLE
+        y = TITLE + (drop[1] if drop[1] and x >= drop[0] else 0.0)
         for node in column:
             pos[node["id"]] = [x, y]
             y += sizes[node["id"]][1] + TITLE + GAP_Y
@@ -167,11 +190,9 @@ def _arrange(wf: dict, sizes: dict[int, list[float]], max_h: float, note_column:
     usable_w = VIEW[0] - MARGIN["left"] - MARGIN["right"]
     usable_h = VIEW[1] - MARGIN["top"] - MARGIN["bottom"]
     scale = min(1.0, usable_w / width, usable_h / height)
-    for i, p in pos.items():  # shrink until no node reaches under the minimap
-        right, bottom = p[0] + sizes[i][0], p[1] + sizes[i][1]
-        if MARGIN["left"] + right * scale > MINIMAP[0] and MARGIN["top"] + bottom * scale > MINIMAP[1]:
-            scale = min(scale, (MINIMAP[0] - MARGIN["left"]) / right, (MINIMAP[1] - MARGIN["top"]) / bottom) \
-                if MARGIN["left"] + p[0] * scale < MINIMAP[0] else 0.0
+    scale = _clear_of(pos, sizes, scale, MINIMAP, below=True)
+    if any(n["type"] in TOAST_TYPES for n in wf["nodes"]):
+        scale = _clear_of(pos, sizes, scale, TOAST, below=False)
     return scale, pos
 
 
@@ -185,7 +206,11 @@ def layout(wf: dict, measured: dict[int, list[float]]) -> float:
         sizes[node["id"]] = node["size"]
     tallest = max(s[1] + TITLE for s in sizes.values())
     options = [(h, c) for h in range(int(tallest), 3001, 50) for c in range(-1, len(wf["nodes"]))]
-    scale, pos = max((_arrange(wf, sizes, h, c) for h, c in options), key=lambda r: r[0])
+    drops = [(0.0, 0.0)]
+    if any(n["type"] in TOAST_TYPES for n in wf["nodes"]):  # guess the scale, start the columns under the toast
+        drops += [((TOAST[0] - MARGIN["left"] - 60) / g, (TOAST[1] - MARGIN["top"]) / g + GAP_Y)
+                  for g in (0.75, 0.7, 0.65, 0.6, 0.55, 0.5)]
+    scale, pos = max((_arrange(wf, sizes, h, c, d) for h, c in options for d in drops), key=lambda r: r[0])
     for node in wf["nodes"]:
         node["pos"] = pos[node["id"]]
     scale = int(scale * 100) / 100
