@@ -111,7 +111,7 @@ def _depths(wf: dict) -> dict[int, int]:
 def _columns(wf: dict, sizes: dict[int, list[float]], max_h: float) -> list[list[dict]]:
     """Non-Note nodes in columns by depth, ordered by their parents' places, wrapped above ``max_h``."""
     depth = _depths(wf)
-    nodes = {n["id"]: n for n in wf["nodes"]}
+    by_id = {n["id"]: n for n in wf["nodes"]}
     parents: dict[int, list[int]] = {i: [] for i in depth}
     for link in wf["links"]:
         if link[3] in depth and link[1] in depth:
@@ -121,7 +121,7 @@ def _columns(wf: dict, sizes: dict[int, list[float]], max_h: float) -> list[list
     for d in range(max(depth.values(), default=-1) + 1):
         members = [i for i in depth if depth[i] == d]
         members.sort(key=lambda i: (sum(place[p] for p in parents[i]) / len(parents[i]) if parents[i] else 0,
-                                    nodes[i]["pos"][1], i))
+                                    by_id[i]["type"] != "Qwen3VL_ModelLoader", i))  # not on current positions
         column: list[dict] = []
         height = 0.0
         for rank, i in enumerate(members):
@@ -130,7 +130,7 @@ def _columns(wf: dict, sizes: dict[int, list[float]], max_h: float) -> list[list
             if column and height + h > max_h:
                 columns.append(column)
                 column, height = [], 0.0
-            column.append(nodes[i])
+            column.append(by_id[i])
             height += h + GAP_Y
         columns.append(column)
     return columns

@@ -85,3 +85,26 @@ def test_points_to_sam3_feeds_task_points_to_core_sam3_detect():
     assert task["widgets_values"][:2] == ["points", "house, sun"] or task["widgets_values"][0] == "points"
     note = next(n for n in wf["nodes"] if n["type"] == "Note")["widgets_values"][0]
     assert "0.33" in note and "0.3.64" in note and "models/LLM" in note
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_workflow_layout_has_no_overlaps_fits_the_view_and_is_stable(path):
+    """Saved node sizes come from the frontends (scripts/frontend_nodes.py --sizes-out); here: nothing overlaps, the
+    saved view shows every node inside 1280x800 below the menu and right of the side bar, and laying the file out
+    again changes nothing (the lead can re-run the script on merged workflows)."""
+    import copy
+
+    wf = json.loads(path.read_text(encoding="utf-8"))
+    assert layout_workflows.overlaps(wf) == []
+    ds = wf["extra"]["ds"]
+    margin = layout_workflows.MARGIN
+    for node in wf["nodes"]:
+        x0 = (node["pos"][0] + ds["offset"][0]) * ds["scale"]
+        y0 = (node["pos"][1] - layout_workflows.TITLE + ds["offset"][1]) * ds["scale"]
+        x1, y1 = x0 + node["size"][0] * ds["scale"], y0 + (node["size"][1] + layout_workflows.TITLE) * ds["scale"]
+        assert x0 >= margin["left"] - 1 and y0 >= margin["top"] - 1, node["id"]
+        assert x1 <= 1280 - margin["right"] + 1 and y1 <= 800 - margin["bottom"] + 1, node["id"]
+    again = copy.deepcopy(wf)
+    layout_workflows.layout(again, {})
+    assert [(n["pos"], n["size"]) for n in again["nodes"]] == [(n["pos"], n["size"]) for n in wf["nodes"]]
+    assert again["extra"]["ds"] == wf["extra"]["ds"]
