@@ -31,8 +31,8 @@ MARGIN = {"left": 90, "top": 100, "right": 60, "bottom": 60}
 # window's corner) and x 1020 / y 540 (1.58); in canvas pixels nothing may reach into x >= 935, y >= 485.
 MINIMAP = (935, 485)
 # A workflow that needs a model file or a node a fresh ComfyUI may lack (SAM3) opens with a warning toast at the
-# top right (1.49, 1.58: from x 855, down to y 215): keep clear of it there.
-TOAST = (840, 220)
+# top right (1.49: from x 805, 1.58: from x 855; down to y 215): keep clear of it there.
+TOAST = (795, 220)
 TOAST_TYPES = {"CheckpointLoaderSimple", "SAM3_Detect"}
 NOTES = {"Note", "MarkdownNote"}
 OLD_TASK_WIDGETS = ["task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed", "control",
