@@ -35,6 +35,11 @@ MINIMAP = (935, 485)
 TOAST = (795, 220)
 TOAST_TYPES = {"CheckpointLoaderSimple", "SAM3_Detect"}
 NOTES = {"Note", "MarkdownNote"}
+# The frontends draw node text only from a scale of 8 px / 14 px = 0.57 (1.49/1.58 MinFontSizeForLOD 8, 1.27 alike);
+# below it widgets are grey bars. The saved view never goes below this.
+MIN_SCALE = 0.6
+# Nodes whose size is free (a text or image preview grows with them): this size, or what the frontend computes.
+FREE_SIZES = {"PreviewAny": (300, 150), "PreviewImage": (280, 250)}
 OLD_TASK_WIDGETS = ["task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed", "control",
                     "max_visual_tokens"]
 TASK_SOCKETS = [("model", "QWEN3VL_MODEL"), ("image", "IMAGE"), ("video", "IMAGE"), ("video_fps", "FLOAT"),
@@ -201,7 +206,8 @@ def layout(wf: dict, measured: dict[int, list[float]]) -> float:
     sizes = {}
     for node in wf["nodes"]:
         got = measured.get(node["id"], [0, 0])
-        sizes[node["id"]] = [float(max(node["size"][0], got[0])), float(max(node["size"][1], got[1]))]
+        base = FREE_SIZES.get(node["type"], node["size"])
+        sizes[node["id"]] = [float(max(base[0], got[0])), float(max(base[1], got[1]))]
         node["size"] = [round(v) + (1 if round(v) < v else 0) for v in sizes[node["id"]]]
         sizes[node["id"]] = node["size"]
     tallest = max(s[1] + TITLE for s in sizes.values())
@@ -245,7 +251,9 @@ def main() -> int:
         bad = overlaps(wf)
         path.write_text(json.dumps(wf, indent=2) + "\n", encoding="utf-8")
         sys.stderr.write(f"{path.name}: view scale {scale}, {moved} Task node(s) migrated, overlaps {bad}\n")
-        if bad:
+        if bad or scale < MIN_SCALE:
+            sys.stderr.write(f"{path.name}: " + ("overlaps" if bad else f"scale {scale} < {MIN_SCALE}: text would "
+                                                 "not be drawn; make the workflow smaller") + "\n")
             return 1
     return 0
 

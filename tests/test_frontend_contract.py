@@ -97,6 +97,7 @@ def test_workflow_layout_has_no_overlaps_fits_the_view_and_is_stable(path):
     wf = json.loads(path.read_text(encoding="utf-8"))
     assert layout_workflows.overlaps(wf) == []
     ds = wf["extra"]["ds"]
+    assert ds["scale"] >= layout_workflows.MIN_SCALE  # below 8/14 the frontends draw no text on nodes
     margin = layout_workflows.MARGIN
     for node in wf["nodes"]:
         x0 = (node["pos"][0] + ds["offset"][0]) * ds["scale"]
