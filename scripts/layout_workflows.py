@@ -206,7 +206,7 @@ def layout(wf: dict, measured: dict[int, list[float]]) -> float:
     sizes = {}
     for node in wf["nodes"]:
         got = measured.get(node["id"], [0, 0])
-        base = FREE_SIZES.get(node["type"], node["size"])
+        base = FREE_SIZES.get(node["type"], node["size"]) if node["id"] in measured else node["size"]
         sizes[node["id"]] = [float(max(base[0], got[0])), float(max(base[1], got[1]))]
         node["size"] = [round(v) + (1 if round(v) < v else 0) for v in sizes[node["id"]]]
         sizes[node["id"]] = node["size"]
