@@ -64,6 +64,8 @@ class ComfyServer:
             raise RuntimeError(f"ComfyUI did not start (rc {out.returncode}):\n{out.stderr[-4000:]}")
         self.pid, self.base = int(found.group(1)), found.group(2)
         atexit.register(self.stop)  # a client that fails or exits early never leaves the server running
+        sys.stderr.write(f"comfy_ws: server pid {self.pid} at {self.base}\n")
+        sys.stderr.flush()
         return self
 
     def stop(self) -> None:

@@ -220,18 +220,19 @@ def test_a_failing_client_never_leaves_its_server_running(comfy_env):
            "--custom-node", str(ROOT), "--input", str(INPUTS[0]), "--run-root", str(comfy_env["runs"]),
            "--set", "3.max_new_tokens=4000", "--set", f"1.model_path={json.dumps(str(comfy_env['model']))}",
            f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
-    before = set(Path("/proc").glob("[0-9]*"))
     env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, COMFYUI_HARNESS=str(HARNESS))
-    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-    time.sleep(40)  # the server is up and the prompt running
-    def cmdline(proc: Path) -> bytes:
-        try:
-            return (proc / "cmdline").read_bytes()
-        except OSError:  # ended meanwhile
-            return b""
-
-    started = [p for p in set(Path("/proc").glob("[0-9]*")) - before if b"main.py" in cmdline(p)]
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = ""
+    while "comfy_ws: server pid" not in line and client.poll() is None:
+        line = client.stderr.readline()
+    assert "comfy_ws: server pid" in line, client.communicate()[1][-3000:]
+    pid = int(line.split("server pid ")[1].split()[0])
+    time.sleep(5)  # the prompt is queued and running (4000 tokens: it is still running)
+    assert alive(pid)
     client.send_signal(signal.SIGTERM)
     client.communicate(timeout=120)
-    time.sleep(2)
-    assert started and not [p for p in started if p.exists()]
+    for _ in range(100):
+        if not alive(pid):
+            break
+        time.sleep(0.2)
+    assert not alive(pid), f"the client was terminated but its ComfyUI (process group {pid}) is still running"
