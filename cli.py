@@ -133,13 +133,14 @@ def options_from_args(args):
 def read_image(path: str):
     """An image file as the nodes' folder loader reads it (EXIF, CMYK/16-bit/alpha -> RGB on white)."""
     from .utils.errors import InputError
-    from .utils.image_files import READ_ERRORS, read_rgb
+    from .utils.image_files import READ_ERRORS, read_error_text, read_rgb
     from .utils.images import pil_to_chw
 
     try:
         image = read_rgb(path)
     except READ_ERRORS as err:
-        raise InputError("--image", f"cannot read {path!r} ({err}).", "Give an existing image file.") from err
+        raise InputError("--image", f"cannot read {path!r}: {read_error_text(err)}.",
+                         "Give an existing image file (PNG, JPEG, WebP, ...).") from err
     return pil_to_chw(image, "--image")
 
 

@@ -7,9 +7,11 @@ from .caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder, Qwen3VLSaveCap
 from .download import Qwen3VLDownloadModel
 from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
+from .interop import Qwen3VLBBoxToBoundingBox
 from .loader import Qwen3VLModelLoader
 from .memory import Qwen3VLUnload
 from .option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
+from .run_task import Qwen3VLRunTask, Qwen3VLTaskOptions
 from .server import Qwen3VLServerModel
 from .task import Qwen3VLParseTask, Qwen3VLTask
 
@@ -21,6 +23,9 @@ NODE_CLASS_MAPPINGS = {
     "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
+    "Qwen3VL_BBoxToBoundingBox": Qwen3VLBBoxToBoundingBox,
+    "Qwen3VL_RunTask": Qwen3VLRunTask,
+    "Qwen3VL_TaskOptions": Qwen3VLTaskOptions,
     "Qwen3VL_Task": Qwen3VLTask,
     "Qwen3VL_ParseTask": Qwen3VLParseTask,
     "Qwen3VL_Unload": Qwen3VLUnload,
@@ -38,7 +43,10 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",
     "Qwen3VL_Grounding": "Qwen3-VL / Qwen3.5 Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
-    "Qwen3VL_Task": "Qwen3-VL / Qwen3.5 Task",
+    "Qwen3VL_BBoxToBoundingBox": "Qwen3-VL BBOX to Bounding Box",
+    "Qwen3VL_RunTask": "Qwen3-VL / Qwen3.5 Task",
+    "Qwen3VL_TaskOptions": "Qwen3-VL Task Options",
+    "Qwen3VL_Task": "Qwen3-VL / Qwen3.5 Task (old layout)",
     "Qwen3VL_ParseTask": "Qwen3-VL Parse Task",
     "Qwen3VL_Unload": "Qwen3-VL Unload Models",
     "Qwen3VL_DownloadModel": "Qwen3-VL / Qwen3.5 Download Model",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from ..loaders.batch import MAX_BATCH_SIZE, caption_images, make_job, progress_hooks
-from ..utils.captions import POLICIES, STYLE_PROMPTS, STYLES, save_captions
+from ..utils.captions import POLICIES, STYLE_PROMPTS, STYLES, CutOffCaption, caption_report, save_captions
 from ..utils.errors import InputError
 from ..utils.image_files import (
     DEFAULT_EXTENSIONS,
@@ -57,10 +57,14 @@ class Qwen3VLBatchCaption:
     CATEGORY = "Qwen3-VL/caption"
     FUNCTION = "caption"
     INPUT_IS_LIST = True
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("captions",)
-    OUTPUT_IS_LIST = (True,)
-    OUTPUT_TOOLTIPS = ("One caption per input image, in the same order (always a list, even for one image).",)
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("captions", "report")
+    OUTPUT_IS_LIST = (True, False)
+    OUTPUT_TOOLTIPS = ("One caption per input image, in the same order (always a list, even for one image). An "
+                       "image whose answer was cut off while the model was still thinking gets an empty caption "
+                       "that Qwen3-VL Save Captions does not write.",
+                       "How many captions were made, and which images (1-based) were cut off while thinking, "
+                       "with what to do about it.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -115,7 +119,10 @@ class Qwen3VLBatchCaption:
         captions = caption_images(_one(model), pixels, job, on_step=on_step, on_progress=progress,
                                   on_text=feedback.on_text)
         feedback.finish()
-        return (captions,)
+        report = caption_report(captions, options.max_new_tokens)
+        if any(isinstance(c, CutOffCaption) for c in captions):
+            logger.warning("Batch Caption: %s", report)
+        return (captions, report)
 
 
 class Qwen3VLLoadImageFolder:

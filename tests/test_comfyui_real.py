@@ -36,7 +36,7 @@ INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
 LOADER = "Qwen3VL_ModelLoader"
 SERVER = "Qwen3VL_ServerModel"
 VLLM_URL = os.environ.get("QWEN3VL_VLLM_URL", "")
-TASK_TOKENS, TINY_TOKENS = 5, 256  # Qwen3VL_Task's max_new_tokens widget (0 = task default) and the tier's value
+TINY_TOKENS = 256  # the tier's max_new_tokens for Task nodes (their 0 = the task default, up to 4096 tokens)
 LISTED_NAMES = ("Qwen3-VL-2B-Instruct", "Qwen3.5-2B")  # what the workflows pick: not in the empty list
 QWEN35_WORKFLOWS = ("describe_image.json", "grounding.json", "caption_folder.json", "ocr_document.json",
                     "chat_two_turns.json", "qwen35_describe.json")
@@ -74,11 +74,33 @@ def _harness(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=os_env)
 
 
-def _widget_index(name: str) -> int:
-    from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
+def _widget_index(name: str, node_id: str = LOADER) -> int:
+    """Where ``name``'s value is in a saved node (widgets only, in order; a seed's control value counted)."""
+    from qwen3vl_pack import NODE_CLASS_MAPPINGS
+    from qwen3vl_pack.tests.workflow_check import pack_specs, widget_inputs
 
-    spec = Qwen3VLModelLoader.INPUT_TYPES()
-    return [*spec["required"], *spec.get("optional", {})].index(name)
+    spec = pack_specs({node_id: NODE_CLASS_MAPPINGS[node_id]})[node_id]
+    return [w[0] for w in widget_inputs(spec)].index(name)
+
+
+SAM3_NODES = {"CheckpointLoaderSimple", "SAM3_Detect"}  # points_to_sam3.json: a SAM3 checkpoint is not here
+
+
+def _without_sam3(wf: dict) -> dict:
+    """The workflow without its SAM3 branch (checkpoint loader, SAM3 Detect and what only they feed)."""
+    drop = {n["id"] for n in wf["nodes"] if n["type"] in SAM3_NODES}
+    while True:
+        more = {lk[3] for lk in wf["links"] if lk[1] in drop} - drop
+        if not more:
+            break
+        drop |= more
+    gone = {lk[0] for lk in wf["links"] if lk[1] in drop or lk[3] in drop}
+    wf["nodes"] = [n for n in wf["nodes"] if n["id"] not in drop]
+    wf["links"] = [lk for lk in wf["links"] if lk[0] not in gone]
+    for node in wf["nodes"]:
+        for out in node.get("outputs", []):
+            out["links"] = [lk for lk in (out.get("links") or []) if lk not in gone] or None
+    return wf
 
 
 def _widget_names(node_type: str) -> list[str]:
@@ -108,6 +130,10 @@ def _complete_appended_widgets(node: dict) -> None:
 
 def _prepare(workflow: Path, env: dict, dst: Path, model_key: str = "model") -> Path:
     wf = json.loads(workflow.read_text(encoding="utf-8"))
+    if any(n["type"] == "SAM3_Detect" for n in wf["nodes"]):
+        if not (Path(COMFY) / "comfy_extras" / "nodes_sam3.py").is_file():
+            pytest.skip(f"{workflow.name} needs core SAM3_Detect (ComfyUI 0.33 or later)")
+        wf = _without_sam3(wf)  # no SAM3 checkpoint here: the Qwen3-VL part runs; the SAM3 socket is checked below
     loaders = [node for node in wf["nodes"] if node["type"] == LOADER]
     servers = [node for node in wf["nodes"] if node["type"] == SERVER]
     assert loaders or servers, f"{workflow.name} has no {LOADER} or {SERVER}"
@@ -125,10 +151,26 @@ def _prepare(workflow: Path, env: dict, dst: Path, model_key: str = "model") -> 
             node["widgets_values"][index] = min(node["widgets_values"][index] or TINY_TOKENS, TINY_TOKENS)
         if node["type"] == "Qwen3VL_LoadImageFolder":
             node["widgets_values"][0] = str(env["images"])
-        if node["type"] == "Qwen3VL_Task":  # random text to the task default (up to 4096 tokens) only costs time
-            node["widgets_values"][TASK_TOKENS] = TINY_TOKENS
+        if node["type"] in ("Qwen3VL_Task", "Qwen3VL_RunTask"):  # random text up to 4096 tokens only costs time
+            node["widgets_values"][_widget_index("max_new_tokens", node["type"])] = TINY_TOKENS
     dst.write_text(json.dumps(wf), encoding="utf-8")
     return dst
+
+
+def _run_terminating(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """Like subprocess.run, but a client past ``timeout`` gets SIGTERM first, so it stops the ComfyUI it started
+    (tests/comfy_ws.py); a failing test never leaves a server behind."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def test_models_folder_is_empty_in_comfyui(comfy_env):
@@ -168,7 +210,7 @@ def test_live_text_and_progress_reach_a_websocket_client(comfy_env):
            f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
     env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, COMFYUI_HARNESS=str(HARNESS),
                PYTHONDONTWRITEBYTECODE="1")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    out = _run_terminating(cmd, env, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     run = json.loads(out.stdout)["rounds"][0]
     assert run["status"] == "execution_success", run
@@ -180,3 +222,64 @@ def test_live_text_and_progress_reach_a_websocket_client(comfy_env):
     assert len(texts) <= run["seconds"] / 0.1 + 2 and len(progress) <= run["seconds"] / 0.1 + 2
     print(f"\n{tokens}-token answer in real ComfyUI, {run['seconds']:.2f} s: {len(progress)} progress events, "
           f"{len(texts)} text events")
+
+
+def test_sam3_detect_takes_the_points_string_where_core_has_it(comfy_env):
+    if not (Path(COMFY) / "comfy_extras" / "nodes_sam3.py").is_file():
+        pytest.skip("core SAM3_Detect is in ComfyUI 0.33 and later")
+    out = _harness(comfy_env, "--object-info-only", "SAM3_Detect", "Qwen3VL_RunTask", "Qwen3VL_BBoxToBoundingBox")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    info = json.loads(out.stdout[out.stdout.index("{"):])
+    sam3 = info["SAM3_Detect"]["input"]["optional"]
+    task = info["Qwen3VL_RunTask"]
+    assert sam3["positive_coords"][0] == task["output"][task["output_name"].index("points")] == "STRING"
+    assert sam3["bboxes"][0] == info["Qwen3VL_BBoxToBoundingBox"]["output"][0] == "BOUNDING_BOX"
+
+
+def test_a_failing_client_never_leaves_its_server_running(comfy_env):
+    """tests/comfy_ws.py's server is stopped when the code using it fails, and when its client is terminated."""
+    import signal
+    import time
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from comfy_ws import ComfyServer
+
+    def alive(pid: int) -> bool:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    os.environ.setdefault("COMFYUI_HARNESS", str(HARNESS))
+    with pytest.raises(RuntimeError, match="a failing test"):
+        with ComfyServer([str(ROOT)], comfy_dir=COMFY, python=PYTHON, run_root=str(comfy_env["runs"])) as server:
+            pid = server.pid
+            assert alive(pid)
+            raise RuntimeError("a failing test")
+    for _ in range(50):
+        if not alive(pid):
+            break
+        time.sleep(0.2)
+    assert not alive(pid)
+
+    cmd = [PYTHON, str(ROOT / "tests" / "comfy_ws.py"), str(ROOT / "workflows" / "describe_image.json"),
+           "--custom-node", str(ROOT), "--input", str(INPUTS[0]), "--run-root", str(comfy_env["runs"]),
+           "--set", "3.max_new_tokens=4000", "--set", f"1.model_path={json.dumps(str(comfy_env['model']))}",
+           f"--extra-arg=--extra-model-paths-config {comfy_env['yaml']}"]
+    env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, COMFYUI_HARNESS=str(HARNESS))
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = ""
+    while "comfy_ws: server pid" not in line and client.poll() is None:
+        line = client.stderr.readline()
+    assert "comfy_ws: server pid" in line, client.communicate()[1][-3000:]
+    pid = int(line.split("server pid ")[1].split()[0])
+    time.sleep(5)  # the prompt is queued and running (4000 tokens: it is still running)
+    assert alive(pid)
+    client.send_signal(signal.SIGTERM)
+    client.communicate(timeout=120)
+    for _ in range(100):
+        if not alive(pid):
+            break
+        time.sleep(0.2)
+    assert not alive(pid), f"the client was terminated but its ComfyUI (process group {pid}) is still running"

@@ -244,6 +244,8 @@ def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int =
                       tokenizer.convert_tokens_to_ids("<|endoftext|>")],
         pad_token_id=tokenizer.pad_token_id,
         do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0,
+        # an Instruct stand-in never writes <think> tags (its random weights otherwise sometimes would)
+        suppress_tokens=None if thinking else tokenizer.convert_tokens_to_ids(["<think>", "</think>"]),
     )
     model.save_pretrained(path, safe_serialization=True)
     build_processor(tokenizer).save_pretrained(path)

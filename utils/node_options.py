@@ -1,4 +1,4 @@
-"""What the small option nodes carry (Qwen3-VL Sampling, Qwen3-VL Video Options) and how a run node merges it.
+"""What the small option nodes carry (Sampling, Video Options, Task Options) and how a run node merges it.
 
 A run node (Generate, Grounding, Batch Caption) has a ``preset`` and an optional sampling input: without it the
 preset's values are used with seed 0; with it, its values and seed replace the preset. Video options work the
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .boxes3d import DEFAULT_FOV, camera_from_fov
 from .errors import InputError
 from .presets import PRESETS, THINKING_MODES, THINKING_TOOLTIP, GenerationOptions, resolve_options
+from .task_prompts import DEFAULT_STYLE, LANGUAGES, PROMPT_STYLES
 from .video import VideoSampling, video_sampling
 
 SAMPLING_TYPE = "QWEN3VL_SAMPLING"
@@ -97,3 +99,39 @@ def video_settings(video_fps: float, options: VideoOptions | None = None) -> Vid
         raise InputError("video_options", f"is not a Qwen3-VL video option (got {type(options).__name__}).",
                          "Connect the output of a Qwen3-VL Video Options node.")
     return video_sampling(video_fps, options.sample_fps, options.max_frames, options.max_frame_tokens)
+
+
+TASK_OPTIONS_TYPE = "QWEN3VL_TASK_OPTIONS"
+TASK_OPTIONS_INPUT_TOOLTIP = (
+    "Optional, from Qwen3-VL Task Options: the language hint (ocr, text spotting), the prompt style (image prompt) "
+    "and the camera's field of view (3d boxes). Without it: no language hint, Flux medium, 60 degrees."
+)
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """The Task inputs only some tasks read, already checked (see :func:`check_task_options`)."""
+
+    language: str = "auto"
+    style: str = DEFAULT_STYLE
+    fov: float = DEFAULT_FOV
+
+
+def check_task_options(language: str = "auto", style: str = DEFAULT_STYLE, fov: float = DEFAULT_FOV) -> TaskOptions:
+    """Check the Task Options node's inputs (errors name the input to fix)."""
+    if language not in LANGUAGES:
+        raise InputError("language", f"unknown language {language!r}.", "Pick one from the list (auto = no hint).")
+    if style not in PROMPT_STYLES:
+        raise InputError("style", f"unknown style {style!r}.", "Pick one from the list, e.g. 'Flux medium'.")
+    camera_from_fov(1, 1, fov)  # refuses a fov outside (0, 180) naming fov
+    return TaskOptions(language, style, float(fov))
+
+
+def task_settings(options: TaskOptions | None = None) -> TaskOptions:
+    """A connected Task Options value, or the defaults."""
+    if options is None:
+        return TaskOptions()
+    if not isinstance(options, TaskOptions):
+        raise InputError("task_options", f"is not a Qwen3-VL task option (got {type(options).__name__}).",
+                         "Connect the output of a Qwen3-VL Task Options node.")
+    return options

@@ -148,9 +148,10 @@ THINKING_SENT_NOTE = ("thinking {mode}: sent to the server as chat_template_kwar
                       "(a chat template without that switch, e.g. Qwen3-VL's, ignores it).")
 
 
-def _opened(bundle: ServerBundle, thinking: str) -> bool:
-    """Whether the server's prompt opened ``<think>``: the probe at connect time for auto, else the switch."""
-    return bool(bundle.opens_think) if thinking == "auto" else thinking == "on"
+def _opened(bundle: ServerBundle, thinking: str) -> bool | None:
+    """Whether the server's prompt opened ``<think>``: the switch when on/off; for auto the probe at connect time
+    (None: the server cannot tell, then only a leading ``<think>`` or a ``</think>`` counts)."""
+    return bundle.opens_think if thinking == "auto" else thinking == "on"
 
 
 def _result(bundle: ServerBundle, stream: StreamResult, req, seconds: float, mode: str = "auto") -> GenerationResult:
