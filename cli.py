@@ -55,7 +55,7 @@ def tiny_model_dir(family: str = "dense") -> Path:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     from .loaders.options import ATTENTIONS, DEVICES, DTYPES, QUANTIZATIONS
 
-    p.add_argument("--model", help="Qwen3-VL model folder (default: a tiny random model, for smoke tests)")
+    p.add_argument("--model", help="Qwen3-VL / Qwen3.5 model folder (default: a tiny random model, for smoke tests)")
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.add_argument("--attention", choices=ATTENTIONS, default="auto")
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
@@ -74,8 +74,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     served.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight at once")
 
 
-def _add_generation_args(p: argparse.ArgumentParser, preset: str = "VL") -> None:
-    from .utils.presets import PRESET_NAMES
+def _add_generation_args(p: argparse.ArgumentParser, preset: str = "VL", thinking: str = "auto") -> None:
+    from .utils.presets import PRESET_NAMES, THINKING_MODES
 
     p.add_argument("--preset", choices=PRESET_NAMES, default=preset)
     p.add_argument("--max-new-tokens", type=int, default=512)
@@ -87,10 +87,12 @@ def _add_generation_args(p: argparse.ArgumentParser, preset: str = "VL") -> None
     p.add_argument("--presence-penalty", type=float, default=1.5)
     p.add_argument("--max-visual-tokens", type=int, default=1280, help="per image, 1 token = 32x32 pixels")
     p.add_argument("--min-visual-tokens", type=int, default=0)
+    p.add_argument("--thinking", choices=THINKING_MODES, default=thinking,
+                   help="Qwen3.5's thinking switch: auto = the model's own default, on, off (no effect on Qwen3-VL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cli.py", description="Qwen3-VL from the command line.")
+    parser = argparse.ArgumentParser(prog="cli.py", description="Qwen3-VL / Qwen3.5 from the command line.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="answer a prompt about zero or more images")
@@ -166,19 +168,21 @@ def options_from_args(args):
     from .utils.presets import resolve_options
 
     return resolve_options(args.preset, args.max_new_tokens, args.seed, args.temperature, args.top_p,
-                           args.top_k, args.repetition_penalty, args.presence_penalty)
+                           args.top_k, args.repetition_penalty, args.presence_penalty,
+                           getattr(args, "thinking", "auto"))
 
 
 def read_image(path: str):
     """An image file as the nodes' folder loader reads it (EXIF, CMYK/16-bit/alpha -> RGB on white)."""
     from .utils.errors import InputError
-    from .utils.image_files import READ_ERRORS, read_rgb
+    from .utils.image_files import READ_ERRORS, read_error_text, read_rgb
     from .utils.images import pil_to_chw
 
     try:
         image = read_rgb(path)
     except READ_ERRORS as err:
-        raise InputError("--image", f"cannot read {path!r} ({err}).", "Give an existing image file.") from err
+        raise InputError("--image", f"cannot read {path!r}: {read_error_text(err)}.",
+                         "Give an existing image file (PNG, JPEG, WebP, ...).") from err
     return pil_to_chw(image, "--image")
 
 

@@ -41,12 +41,13 @@ def add_caption_parser(sub, add_model_args, add_generation_args) -> argparse.Arg
                         "overwrite, or append")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_model_args(p)
-    add_generation_args(p, "Greedy")
+    add_generation_args(p, "Greedy", "off")
     p.set_defaults(max_new_tokens=256)
     return p
 
 
 def _summary(summary, already: int, interrupted: bool) -> str:
+    from .utils.captions import CUT_OFF_ADVICE
     from .utils.safe_files import printable
 
     rep = summary.report
@@ -56,6 +57,10 @@ def _summary(summary, already: int, interrupted: bool) -> str:
              f"{len(rep.written)} written, {len(rep.appended)} appended, {len(rep.skipped)} skipped (file appeared "
              f"meanwhile); {already} already captioned before this run; {len(summary.unreadable)} unreadable"]
     lines += [f"unreadable: {printable(p)}" for p in summary.unreadable]  # names that are not UTF-8 print as \xNN
+    if rep.cut_off:
+        lines.append(f"{len(rep.cut_off)} caption(s) cut off while thinking, not written:")
+        lines += [f"cut off: {printable(p)}" for p in rep.cut_off]
+        lines.append(CUT_OFF_ADVICE.replace("max_new_tokens", "--max-new-tokens"))
     if interrupted:
         lines.append("Run the same command again to continue where it stopped.")
     return "\n".join(lines)
@@ -66,7 +71,8 @@ def cmd_caption(args, load_from_args, options_from_args, out) -> int:
 
     from .loaders.batch import FolderSummary, caption_files, make_job
     from .utils.captions import check_extension
-    from .utils.image_files import list_image_files
+    from .utils.errors import InputError
+    from .utils.image_files import iter_readable, list_image_files
 
     options = options_from_args(args)
     job = make_job(args.style, options, args.prompt, args.batch_size, args.prefix, args.suffix,
@@ -77,6 +83,11 @@ def cmd_caption(args, load_from_args, options_from_args, out) -> int:
     if not files:
         out(f"nothing to do: all {already} image(s) already have a {extension} caption")
         return 0
+    unreadable: list = []
+    if not already and next(iter_readable(files, unreadable), None) is None:  # before loading any model
+        names = ", ".join(p.name for p in unreadable[:5]) + (" ..." if len(unreadable) > 5 else "")
+        raise InputError("directory", f"none of the {len(files)} image file(s) to caption could be read ({names}).",
+                         "Check the files (the log says why each was skipped), or point at another folder.")
     bundle = load_from_args(args)
     summary = FolderSummary()
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
@@ -89,4 +100,4 @@ def cmd_caption(args, load_from_args, options_from_args, out) -> int:
         return 130
     bar.close()
     out(_summary(summary, already, interrupted=False))
-    return 0
+    return 1 if summary.report.cut_off else 0  # not everything was captioned: raise --max-new-tokens

@@ -1,6 +1,7 @@
 """P2: batch captioning throughput (batch_size 8 vs 1) and peak memory (64 vs 16 images).
 
     HF_HUB_OFFLINE=1 python benchmarks/p2_batch_caption.py [--reps 3] [--tokens 32]
+    HF_HUB_OFFLINE=1 python benchmarks/p2_batch_caption.py --families dense,qwen3_5,qwen3_5_moe   # Qwen3.5 too
 
 Builds the tiny random Qwen3-VL in a temp dir (tests/tiny_model.py), captions 16 images of mixed sizes
 under Greedy with batch_size 8 and batch_size 1, interleaved (8, 1, 8, 1, ...) so that machine load hits
@@ -8,6 +9,10 @@ both alike, checks that both give the same captions, and prints the throughput r
 peak RSS (ru_maxrss) of captioning a folder of 16 and of 64 images, each in a fresh subprocess: through
 the CLI engine (``caption_files``: streams the folder in chunks) and, for contrast, through the nodes
 (``Load Image Folder`` holds every image in memory, as ComfyUI lists do).
+
+``--families`` (default ``dense``: the tiny Qwen3-VL) runs the same for each tiny family of tests/tiny_model.py
+(``qwen3_5`` / ``qwen3_5_moe``: the tiny Qwen3.5 and its MoE, thinking off as Batch Caption's default; they need
+transformers >= 5.2) and ends with one summary line per family, side by side.
 
 ``--threads`` (default 1) sets torch's CPU threads. The tiny model's ops take microseconds, so with
 several threads on a busy machine OpenMP synchronisation (~0.5 ms per op, seen here on 2 shared cores)
@@ -54,7 +59,7 @@ def _load(model_dir: str):
     return load_model(model_dir, [], dtype="fp32", attention="sdpa", device="cpu")
 
 
-def throughput(model_dir: str, reps: int, tokens: int) -> None:
+def throughput(model_dir: str, reps: int, tokens: int) -> tuple[float, bool]:
     import torch
 
     from qwen3vl_pack.loaders.batch import caption_images, make_job
@@ -62,7 +67,7 @@ def throughput(model_dir: str, reps: int, tokens: int) -> None:
 
     bundle = _load(model_dir)
     images = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in _arrays(16)]
-    jobs = {b: make_job("training", resolve_options("Greedy", tokens), batch_size=b) for b in (8, 1)}
+    jobs = {b: make_job("training", resolve_options("Greedy", tokens, thinking="off"), batch_size=b) for b in (8, 1)}
     caption_images(bundle, images[:2], jobs[8])  # warm-up
     times: dict[int, list[float]] = {8: [], 1: []}
     captions = {}
@@ -82,6 +87,7 @@ def throughput(model_dir: str, reps: int, tokens: int) -> None:
          f"per-rep ratios {', '.join(f'{a / b:.2f}' for a, b in zip(times[1], times[8], strict=True))}")
     _out(f"best-of-{reps} ratio: {min(times[1]) / min(times[8]):.2f}x")
     _out(f"same captions with batch_size 8 and 1: {captions[8] == captions[1]}")
+    return med1 / med8, captions[8] == captions[1]
 
 
 def rss_child(model_dir: str, folder: str, mode: str, tokens: int) -> None:
@@ -92,7 +98,7 @@ def rss_child(model_dir: str, folder: str, mode: str, tokens: int) -> None:
     from qwen3vl_pack.utils.presets import resolve_options
 
     bundle = _load(model_dir)
-    job = make_job("training", resolve_options("Greedy", tokens), batch_size=8)
+    job = make_job("training", resolve_options("Greedy", tokens, thinking="off"), batch_size=8)
     before = _maxrss_mib()
     if mode == "cli":
         files, _ = list_image_files(folder)
@@ -112,12 +118,14 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def memory(model_dir: str, tmp: Path, tokens: int, threads: int) -> None:
+def memory(model_dir: str, tmp: Path, tokens: int, threads: int) -> dict:
     from PIL import Image
 
     folders = {}
     for n in (16, 64):
         folders[n] = tmp / f"images{n}"
+        if folders[n].is_dir():  # made for an earlier family
+            continue
         folders[n].mkdir()
         for i, arr in enumerate(_arrays(n, scale=2)):  # 128..1024 px sides
             Image.fromarray(arr).save(folders[n] / f"{i:03d}.png")
@@ -133,6 +141,7 @@ def memory(model_dir: str, tmp: Path, tokens: int, threads: int) -> None:
     for mode in ("cli", "nodes"):
         a, b = peaks[mode, 16]["peak_mib"], peaks[mode, 64]["peak_mib"]
         _out(f"peak RSS 64 vs 16 images ({mode}): {b:.0f} / {a:.0f} MiB = {b / a:.2f}x")
+    return peaks
 
 
 def main() -> int:
@@ -144,6 +153,8 @@ def main() -> int:
     parser.add_argument("--mode", default="cli", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--families", default="dense", help="comma-separated: dense (Qwen3-VL), moe, qwen3_5, "
+                        "qwen3_5_moe")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -155,11 +166,22 @@ def main() -> int:
         return 0
     from qwen3vl_pack.tests.tiny_model import build_tiny_model
 
+    summary = []
     with tempfile.TemporaryDirectory(prefix="p2-") as tmp:
-        model_dir = args.model or str(build_tiny_model(Path(tmp) / "tiny-dense", "dense"))
-        throughput(model_dir, args.reps, args.tokens)
-        if not args.skip_memory:
-            memory(model_dir, Path(tmp), args.tokens, args.threads)
+        for family in [f.strip() for f in args.families.split(",") if f.strip()]:
+            _out(f"=== {family} ===")
+            model_dir = args.model or str(build_tiny_model(Path(tmp) / f"tiny-{family}", family))
+            ratio, same = throughput(model_dir, args.reps, args.tokens)
+            peaks = {} if args.skip_memory else memory(model_dir, Path(tmp), args.tokens, args.threads)
+            line = f"{family}: batch 8 / batch 1 throughput {ratio:.2f}x, same captions {same}"
+            if peaks:
+                line += (f", peak RSS cli 16/64 images {peaks['cli', 16]['peak_mib']:.0f}/"
+                         f"{peaks['cli', 64]['peak_mib']:.0f} MiB, nodes {peaks['nodes', 16]['peak_mib']:.0f}/"
+                         f"{peaks['nodes', 64]['peak_mib']:.0f} MiB")
+            summary.append(line)
+    _out("=== summary ===")
+    for line in summary:
+        _out(line)
     return 0
 
 

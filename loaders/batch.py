@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..utils.captions import SaveReport, build_caption_prompt, finish_caption, plan_targets, write_caption
+from ..utils.captions import (
+    CutOffCaption,
+    SaveReport,
+    build_caption_prompt,
+    finish_caption,
+    plan_targets,
+    write_caption,
+)
 from ..utils.errors import InputError
 from ..utils.image_files import iter_readable
 from ..utils.images import pil_to_chw
 from ..utils.messages import build_messages, check_text
 from ..utils.presets import GenerationOptions
-from ..utils.text import check_answers_complete
 from .backends import Hooks, backend_for, check_budget
 
 logger = logging.getLogger(__name__)
@@ -65,7 +71,8 @@ def iter_captions(bundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
     requests in flight). ``ordered=False``: a server's answers as soon as each arrives, in any order.
 
     ``before_batch`` runs before each call / request (e.g. to honour Cancel); ``on_step`` at every decode step.
-    A model loaded with keep_loaded off is freed once the stream ends, not after every chunk.
+    A model loaded with keep_loaded off is freed once the stream ends, not after every chunk. An answer cut off
+    while thinking gives a :class:`CutOffCaption` (empty, never written); the other captions are kept.
     """
     budget = check_budget(job.min_visual_tokens, job.max_visual_tokens)
     backend = backend_for(bundle)
@@ -73,8 +80,8 @@ def iter_captions(bundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
     try:
         for group in backend.generate_stream(conversations, job.options, budget, job.batch_size,
                                              Hooks(on_step=on_step, on_text=on_text), before_batch, ordered):
-            check_answers_complete([r for _, r in group], job.options.max_new_tokens, "image")  # never a draft
-            yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in group]
+            yield [(key, CutOffCaption() if getattr(r, "answer_cut_off", False)  # never a draft caption
+                    else finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in group]
     finally:
         backend.release()
 
@@ -103,7 +110,7 @@ def caption_images(bundle, images: Sequence[Any], job: CaptionJob,
         done += len(pairs)
         if on_progress is not None:
             on_progress(done, total)
-    return [c for c in captions if c is not None]
+    return [c for c in captions if c is not None]  # a CutOffCaption ("") where the answer was cut off
 
 
 def progress_hooks(total: int, job: CaptionJob, update: Callable[[int, int], None] | None = None,
@@ -137,7 +144,7 @@ def progress_hooks(total: int, job: CaptionJob, update: Callable[[int, int], Non
 class FolderSummary:
     """What :func:`caption_files` did."""
 
-    captioned: int = 0
+    captioned: int = 0  # answers received, cut-off ones included (see report.cut_off)
     unreadable: list[Path] = field(default_factory=list)
     report: SaveReport = field(default_factory=SaveReport)
     seconds: float = 0.0
@@ -163,6 +170,9 @@ def caption_files(bundle, files: Sequence[Path], job: CaptionJob, policy: str = 
     try:
         for pairs in iter_captions(bundle, readable, job, ordered=False):
             for path, caption in pairs:
+                if isinstance(caption, CutOffCaption):
+                    summary.report.add("cut_off", targets[path])
+                    continue
                 summary.report.add(write_caption(targets[path], caption, policy), targets[path])
             summary.captioned += len(pairs)
             if on_progress is not None:

@@ -1,4 +1,4 @@
-"""The one global model cache: load a Qwen3-VL once, hand the same objects to every node.
+"""The one global model cache: load a Qwen3-VL / Qwen3.5 once, hand the same objects to every node.
 
 Keys hold everything that changes the loaded weights (folder, family, dtype, attention,
 quantization, device). LoRA adapters are not in the key: a bundle names them and ``loaders.lora`` adds them
@@ -21,9 +21,10 @@ import torch
 
 from ..utils.errors import ModelLoadError
 from . import options as opt
+from .families import family as family_row
 from .resolve import (
-    FAMILIES,
     check_tokenizer_files,
+    check_vision_weights,
     check_weights,
     read_family,
     read_own_quantization,
@@ -95,6 +96,7 @@ def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "aut
     path = resolve_model_path(model, list(search_dirs or []), input_name)
     family = read_family(path, input_name)
     check_weights(path, input_name)
+    check_vision_weights(path, input_name)
     check_tokenizer_files(path, input_name)
     device = opt.resolve_device(device)
     dtype = opt.resolve_dtype(dtype, device)
@@ -107,7 +109,7 @@ def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "aut
 def load_model(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
                quantization: str = "none", device: str = "auto", keep_loaded: bool = True,
                input_name: str = "model", trust_remote_code: bool = False) -> ModelBundle:
-    """Load (or take from the cache) a Qwen3-VL model and its processor.
+    """Load (or take from the cache) a Qwen3-VL / Qwen3.5 model and its processor.
 
     A cache hit returns the same objects without reading the weights again (the folder's
     config.json is still read to resolve the key).
@@ -191,7 +193,10 @@ def _load_from_disk(key: CacheKey, input_name: str = "model"):
     from .compat import dtype_kwarg
 
     start = time.perf_counter()
-    cls = getattr(transformers, FAMILIES[key.family])
+    row = family_row(key.family)
+    cls = getattr(transformers, row.class_name)
+    if row.hybrid and key.device in ("cuda", "auto"):
+        log_missing_kernels_once()
     if key.trust_remote_code:
         logger.warning("trust_remote_code is ON for %s: Python files in that folder may run. Qwen3-VL does not "
                        "need it; turn it off unless you trust the folder's author.", key.path)
@@ -235,6 +240,25 @@ def _load_from_disk(key: CacheKey, input_name: str = "model"):
     logger.info("loaded %s from %s (%s, %s, %s, %s) in %.2f s", cls.__name__, Path(key.path).name,
                 key.dtype, key.attention, key.quantization, key.device, time.perf_counter() - start)
     return model, processor
+
+
+_KERNELS_REPORTED: list[bool] = []
+
+
+def log_missing_kernels_once() -> None:
+    """Qwen3.5's linear-attention layers are fast on CUDA only with flash-linear-attention and causal-conv1d;
+    without them transformers runs a slow torch path. Said once per process (when a hybrid model loads on CUDA)."""
+    import importlib.util
+
+    if _KERNELS_REPORTED:
+        return
+    _KERNELS_REPORTED.append(True)
+    missing = [pip for mod, pip in (("fla", "flash-linear-attention"), ("causal_conv1d", "causal-conv1d"))
+               if importlib.util.find_spec(mod) is None]
+    if missing:
+        logger.warning("Qwen3.5 on CUDA: %s not installed, so its linear-attention layers run on the slow torch "
+                       "path. For full speed: pip install %s (with ComfyUI's own Python).", " and ".join(missing),
+                       " ".join(missing))
 
 
 MISMATCH_ADVICE = ("The folder mixes files of different models (e.g. a MoE config.json over dense weights): "

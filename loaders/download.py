@@ -1,4 +1,4 @@
-"""The only code in the pack that touches the network: fetch a Qwen3-VL repository with huggingface_hub."""
+"""The only code in the pack that touches the network: fetch a Qwen3-VL / Qwen3.5 repository with huggingface_hub."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ OFFICIAL_REPOS = tuple(
     f"Qwen/Qwen3-VL-{size}-{kind}"
     for size in ("2B", "4B", "8B", "32B", "30B-A3B", "235B-A22B")
     for kind in ("Instruct", "Thinking")
+) + tuple(  # Qwen3.5 (Feb 2026) and the same architecture in Qwen3.6 / Qwen3.8: one hybrid-thinking model per size
+    f"Qwen/Qwen3.5-{size}" for size in ("0.8B", "2B", "4B", "9B", "27B", "35B-A3B", "122B-A10B", "397B-A17B")
+) + tuple(f"Qwen/Qwen3.5-{size}-FP8" for size in ("27B", "35B-A3B", "122B-A10B", "397B-A17B")) + (
+    "Qwen/Qwen3.6-27B", "Qwen/Qwen3.6-35B-A3B", "Qwen/Qwen3.8-27B", "Qwen/Qwen3.8-27B-FP8",
 )
 # Everything a model folder needs, and no pickle weights (*.bin, *.pt, *.pth are never fetched).
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.jinja", "*.txt", "*.md", "LICENSE*"]
@@ -84,7 +88,7 @@ def _prepare_destination(models_dir: Path, dest: Path, input_name: str) -> None:
 
 
 def is_complete(folder: Path) -> bool:
-    """A loadable Qwen3-VL folder (the loader's own checks, which include every shard its index lists)."""
+    """A loadable Qwen3-VL / Qwen3.5 folder (the loader's own checks, which include every shard its index lists)."""
     if not folder.is_dir():
         return False
     try:

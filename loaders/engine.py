@@ -19,6 +19,7 @@ from ..utils.presets import GenerationOptions
 from ..utils.sampling import PresencePenaltyLogitsProcessor, StepCallback
 from ..utils.text import ends_in_thinking, prompt_opens_think, split_thinking
 from .compat import pixel_budget_kwargs
+from .families import template_has_thinking_switch
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +40,48 @@ class GenerationResult:
     completion_tokens: int | None = None  # served engines report a count, not the ids
     finish_reason: str | None = None  # served engines: "stop" or "length"
     answer_cut_off: bool = False  # the output stopped while thinking: no answer (text empty), see utils.text
+    notes: list[str] = field(default_factory=list)  # lines for ``info`` (e.g. a thinking switch that did nothing)
 
     @property
     def new_tokens(self) -> int:
         return self.completion_tokens if self.completion_tokens is not None else len(self.token_ids)
 
 
-def render_prompts(processor, conversations: list[list[dict]]) -> list[str]:
-    return [processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+def chat_template_text(processor) -> str:
+    """The processor's chat template (or the tokenizer's); several named templates are joined."""
+    template = getattr(processor, "chat_template", None) or getattr(processor.tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        return "\n".join(str(t) for t in template.values())
+    return template or ""
+
+
+def thinking_kwargs(processor, thinking: str = "auto") -> tuple[dict, str]:
+    """``apply_chat_template`` kwargs for the thinking switch, and a note for ``info`` when it changes nothing.
+
+    ``auto`` passes nothing (the template's own default); ``on``/``off`` pass ``enable_thinking`` only to a
+    template that reads it (Qwen3.5). Qwen3-VL Instruct/Thinking templates have no switch: nothing is passed.
+    """
+    if thinking == "auto":
+        return {}, ""
+    if template_has_thinking_switch(chat_template_text(processor)):
+        return {"enable_thinking": thinking == "on"}, ""
+    return {}, (f"thinking {thinking}: changed nothing, this model's chat template has no thinking switch (Qwen3-VL "
+                "Instruct answers directly, Qwen3-VL Thinking always thinks).")
+
+
+def render_prompts(processor, conversations: list[list[dict]], thinking: str = "auto") -> list[str]:
+    extra, _ = thinking_kwargs(processor, thinking)
+    return [processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True, **extra)
             for conv in conversations]
 
 
 def prepare_inputs(processor, conversations: list[list[dict]], min_pixels: int | None = None,
-                   max_pixels: int | None = None, video_kwargs: dict | None = None):
+                   max_pixels: int | None = None, video_kwargs: dict | None = None, thinking: str = "auto"):
     """Template + processor for a batch of conversations (left padded). Keeps every returned key.
 
     Returns the processor's ``BatchFeature`` and, per conversation, ``(images, videos)`` counts.
     """
-    texts = render_prompts(processor, conversations)
+    texts = render_prompts(processor, conversations, thinking)
     images, videos, counts = [], [], []
     for conv in conversations:
         imgs, vids = collect_media(conv)
@@ -122,7 +147,7 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
     more with the final answer.
     """
     start = time.perf_counter()
-    inputs, counts = prepare_inputs(processor, conversations, min_pixels, max_pixels, video_kwargs)
+    inputs, counts = prepare_inputs(processor, conversations, min_pixels, max_pixels, video_kwargs, options.thinking)
     prompt_len = inputs["input_ids"].shape[1]
     check_context(model, prompt_len, options.max_new_tokens, processor, conversations, inputs)
     device = getattr(model, "device", torch.device("cpu"))
@@ -146,6 +171,9 @@ def generate(model, processor, conversations: list[list[dict]], options: Generat
                              stopping_criteria=StoppingCriteriaList(stopping))
     elapsed = time.perf_counter() - start
     results = _decode(processor, inputs, counts, out[:, prompt_len:].cpu(), eos_ids, pad_id, elapsed)
+    note = thinking_kwargs(processor, options.thinking)[1]
+    for result in results if note else ():
+        result.notes.append(note)
     if on_text is not None and results:
         on_text(results[0].thinking, results[0].text)
     return results

@@ -10,7 +10,7 @@ from ..utils.grounding_render import GroundingOutputs, grounding_outputs
 from ..utils.images import check_image_batch, to_uint8_chw
 from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
-from ..utils.text import check_answers_complete
+from ..utils.text import complete_answers
 from .tasks import run_conversations
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,8 @@ def ground(bundle, image, target: str, mode: str, options: GenerationOptions,
     """Ask Qwen3-VL to locate ``target`` in every image of the batch (one conversation per image).
 
     Returns the outputs (pixel boxes, mask, preview, JSON; Qwen3-VL's relative 0..1000 coordinates) and
-    the answers as one string (``=== image N ===`` sections when the batch has several images).
+    the answers as one string (``=== image N ===`` sections when the batch has several images). An image whose
+    answer was cut off while thinking gets no boxes, and the string ends naming it; refused when all were.
     """
     prompt = build_grounding_prompt(target, mode)
     parse_index(index)  # refuse a bad index before spending time on generation
@@ -32,7 +33,9 @@ def ground(bundle, image, target: str, mode: str, options: GenerationOptions,
     conversations = [build_messages(prompt, [frame]) for frame in frames]
     results = run_conversations(bundle, conversations, options, max_visual_tokens=max_visual_tokens,
                                 on_step=on_step, on_text=on_text)
-    check_answers_complete(results, options.max_new_tokens, "image")  # no boxes from draft reasoning
-    texts = [r.text for r in results]
+    texts, cut_note = complete_answers(results, options.max_new_tokens, "image")  # no boxes from draft reasoning
     logger.debug("grounding answers: %s", texts)
-    return grounding_outputs(image, texts, "qwen3", label_filter, index), join_answers(texts)
+    if cut_note:
+        logger.warning("Grounding: %s", cut_note)
+    text = join_answers(texts) + (f"\n(no boxes for {cut_note})" if cut_note else "")
+    return grounding_outputs(image, texts, "qwen3", label_filter, index), text

@@ -128,11 +128,13 @@ def quantization_config(quantization: str, dtype: str):
 # bitsandbytes replaces nn.Linear only; Qwen3-VL MoE stores its experts as fused 3-D parameters, which it
 # leaves in bf16. Counted on the meta device for the real Qwen3-VL-30B-A3B config (tests/quant_share.py):
 # 0.91 B of 31.07 B parameters (2.9 %) would be quantized, so "4-bit" is ~56.6 GiB against 57.9 GiB in bf16.
-MOE_QUANT_ADVICE = ("For Qwen3-VL MoE use instead: the official FP8 checkpoint (e.g. Qwen/Qwen3-VL-30B-A3B-"
-                    "Instruct-FP8; needs an Ada/Hopper GPU, compute capability 8.9+), an AWQ or GPTQ checkpoint "
+# Qwen3.5-35B-A3B (tests/assets/qwen3_5_35b_a3b_config.json): 1.41 B of 35.11 B (4.0 %), ~63.4 against 65.4 GiB.
+MOE_QUANT_ADVICE = ("For Qwen3-VL / Qwen3.5 MoE use instead: the official FP8 checkpoint (e.g. Qwen/Qwen3-VL-30B-A3B-"
+                    "Instruct-FP8 or Qwen/Qwen3.5-35B-A3B-FP8; needs an Ada/Hopper GPU, compute capability 8.9+), "
+                    "an AWQ or GPTQ checkpoint "
                     "(each loads with its own quantization: set quantization to none), or a served engine (vLLM, "
-                    "SGLang, llama.cpp) through the pack's served backend. Or pick a dense Qwen3-VL (2B-32B), "
-                    "which 8-/4-bit does shrink.")
+                    "SGLang, llama.cpp) through the pack's served backend. Or pick a dense Qwen3-VL (2B-32B) or "
+                    "Qwen3.5 (0.8B-27B), which 8-/4-bit does shrink.")
 
 
 def check_quantization(quantization: str, family: str, own_quantization: str | None = None) -> None:
@@ -141,8 +143,8 @@ def check_quantization(quantization: str, family: str, own_quantization: str | N
     - ``own_quantization`` (the ``quant_method`` of the folder's ``config.json`` ``quantization_config``,
       e.g. ``fp8``, ``awq``, ``gptq``, ``compressed-tensors``): the folder loads with its own quantization,
       and bitsandbytes on top of already quantized weights is refused.
-    - ``family`` ``qwen3_vl_moe``: the experts (97 % of the weights) are fused parameters that bitsandbytes
-      does not quantize (it replaces ``nn.Linear`` only), so the model would barely shrink; refused with
+    - a MoE ``family`` (``moe`` in families.FAMILY_TABLE: ``qwen3_vl_moe``, ``qwen3_5_moe``): the experts (96-97 %
+      of the weights) are fused parameters that bitsandbytes does not quantize (it replaces ``nn.Linear`` only), so the model would barely shrink; refused with
       what works instead (:data:`MOE_QUANT_ADVICE`).
     """
     if quantization == "none" or quantization not in QUANTIZATIONS:  # unknown names: quantization_config says
@@ -151,8 +153,10 @@ def check_quantization(quantization: str, family: str, own_quantization: str | N
         raise InputError("quantization", f"{quantization} (bitsandbytes) cannot be applied on top of this folder's "
                          f"own quantization ({own_quantization}, from the quantization_config in its config.json).",
                          "Set quantization to none: the folder then loads with its own quantization.")
-    if family == "qwen3_vl_moe":
-        raise InputError("quantization", f"{quantization} (bitsandbytes) does not shrink Qwen3-VL MoE models: their "
-                         "experts are fused parameters that bitsandbytes leaves in full precision (for 30B-A3B only "
-                         "2.9 % of the weights would be quantized: about 56.6 GiB in '4-bit' against 57.9 GiB in "
-                         "bf16).", MOE_QUANT_ADVICE)
+    from .families import FAMILY_TABLE
+
+    row = FAMILY_TABLE.get(family)
+    if row is not None and row.moe:
+        raise InputError("quantization", f"{quantization} (bitsandbytes) does not shrink {row.label} models: their "
+                         f"experts are fused parameters that bitsandbytes leaves in full precision ({row.bnb_note}).",
+                         MOE_QUANT_ADVICE)

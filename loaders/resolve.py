@@ -1,4 +1,4 @@
-"""Find a Qwen3-VL model folder and check it before anything is loaded."""
+"""Find a Qwen3-VL / Qwen3.5 model folder and check it before anything is loaded."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from pathlib import Path
 
 from ..utils.errors import ModelLoadError
 from ..utils.safe_files import is_regular_file, printable
+from .families import FAMILY_TABLE, TEXT_ONLY_TYPES, check_transformers, known_types
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = {
-    "qwen3_vl": "Qwen3VLForConditionalGeneration",
-    "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration",
-}
+FAMILIES = {t: f.class_name for t, f in FAMILY_TABLE.items()}  # model_type -> class name (see families.py)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_CONFIG_BYTES = 1024 * 1024  # a real Qwen3-VL config.json is about 5 KB; anything this big is not one
 _REPORTED: set[str] = set()  # model-list entries already warned about (ComfyUI lists the models often)
@@ -97,17 +95,17 @@ def _folders_found(search_dirs: list[str]) -> str:
     return f"folders found: {shown} (in {where})" if found else f"no model folder found (looked in {where})"
 
 
-def read_family(path: Path, input_name: str = "model") -> str:
-    """The ``model_type`` from ``config.json``: ``qwen3_vl`` or ``qwen3_vl_moe``."""
+def read_config(path: Path, input_name: str = "model") -> dict:
+    """The folder's ``config.json`` as a dict (size-checked; a clear error when missing or damaged)."""
     config_file = path / "config.json"
     if not is_regular_file(config_file):
         raise ModelLoadError(input_name, f"{str(path)!r} has no config.json"
                              f"{' (only a broken link or a special file by that name)' if os.path.lexists(config_file) else ''}.",
-                             "Point at the folder of a Hugging Face Qwen3-VL download (it holds "
+                             "Point at the folder of a Hugging Face Qwen3-VL or Qwen3.5 download (it holds "
                              "config.json, *.safetensors, tokenizer and processor files).")
     size = config_file.stat().st_size
     if size > MAX_CONFIG_BYTES:
-        raise ModelLoadError(input_name, f"config.json in {str(path)!r} has {size} bytes; a Qwen3-VL config has a "
+        raise ModelLoadError(input_name, f"config.json in {str(path)!r} has {size} bytes; a Qwen config has a "
                              "few KB, so this is not one (it was not read).", "Re-download the model's config.json.")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -115,11 +113,30 @@ def read_family(path: Path, input_name: str = "model") -> str:
         raise ModelLoadError(input_name, f"config.json in {str(path)!r} cannot be read ({type(err).__name__}: "
                              f"{str(err)[:200]}).",
                              "Re-download the model; the file is damaged.") from err
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in FAMILIES:
-        raise ModelLoadError(input_name, f"config.json says model_type {model_type!r}, which is not "
-                             "Qwen3-VL (expected 'qwen3_vl' or 'qwen3_vl_moe').",
-                             "Choose a Qwen3-VL model folder (dense 2B-32B or MoE 30B-A3B/235B-A22B).")
+    return config if isinstance(config, dict) else {}
+
+
+def read_family(path: Path, input_name: str = "model") -> str:
+    """The ``model_type`` from ``config.json``, one of the rows of ``families.FAMILY_TABLE`` (``qwen3_vl``,
+    ``qwen3_vl_moe``, ``qwen3_5``, ``qwen3_5_moe``), runnable by the installed transformers."""
+    config = read_config(path, input_name)
+    model_type = config.get("model_type")
+    if model_type in TEXT_ONLY_TYPES:
+        raise ModelLoadError(input_name, f"config.json says model_type {model_type!r}: a text-only conversion "
+                             "without the vision tower (no vision_config, no model.visual.* weights), so it cannot "
+                             "see images or video.",
+                             f"Download the full vision-language checkpoint (model_type "
+                             f"{TEXT_ONLY_TYPES[model_type]!r}, e.g. from the official Qwen repositories).")
+    if model_type not in FAMILY_TABLE:
+        raise ModelLoadError(input_name, f"config.json says model_type {model_type!r}, which is not Qwen3-VL or "
+                             f"Qwen3.5 (this pack runs model_type {known_types()}).",
+                             "Choose a Qwen3-VL (dense 2B-32B, MoE 30B-A3B/235B-A22B) or Qwen3.5/3.6/3.8 folder "
+                             "(dense 0.8B-27B, MoE 35B-A3B/122B-A10B/397B-A17B).")
+    if not isinstance(config.get("vision_config"), dict):
+        raise ModelLoadError(input_name, f"config.json in {str(path)!r} (model_type {model_type!r}) has no "
+                             "vision_config: the vision tower is missing (a text-only conversion).",
+                             "Download the full vision-language checkpoint from the official Qwen repositories.")
+    check_transformers(FAMILY_TABLE[model_type], input_name)
     return model_type
 
 
@@ -182,6 +199,41 @@ def _check_index(path: Path, files: set[str], input_name: str) -> None:
     if missing:
         raise ModelLoadError(input_name, f"{str(path)!r} lacks {len(missing)} weight shard(s) its index lists "
                              f"({', '.join(missing[:3])}).", "Finish the download: some weight files are missing.")
+
+
+def weight_names(path: Path) -> set[str] | None:
+    """Names of the tensors in the folder's safetensors (from the index, else each file's header), or None when
+    they cannot be read here (from_pretrained then reports the damage)."""
+    index = path / "model.safetensors.index.json"
+    try:
+        if is_regular_file(index):
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            return {str(k) for k in weight_map} if isinstance(weight_map, dict) else None
+        names: set[str] = set()
+        for shard in sorted(path.glob("*.safetensors")):
+            with open(shard, "rb") as fh:
+                size = int.from_bytes(fh.read(8), "little")
+                if not 2 <= size <= 64 * MAX_CONFIG_BYTES:
+                    return None
+                header = json.loads(fh.read(size).decode("utf-8"))
+            names.update(k for k in header if k != "__metadata__")
+        return names
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
+        return None
+
+
+def check_vision_weights(path: Path, input_name: str = "model") -> None:
+    """Refuse a folder whose weights hold no vision tower (a text-only conversion under a vision-language
+    config.json): it would load with a randomly initialised vision tower, or not at all."""
+    names = weight_names(path)
+    if names is None or not names:
+        return
+    if not any(n.startswith(("model.visual.", "visual.")) or ".visual." in n for n in names):
+        raise ModelLoadError(input_name, f"{printable(path)!r} has no vision-tower weights (no model.visual.* "
+                             f"tensor among its {len(names)} weights): it is a text-only conversion, so it cannot "
+                             "see images or video.",
+                             "Download the full vision-language checkpoint (the official Qwen repositories ship "
+                             "the vision tower in the same safetensors).")
 
 
 def check_tokenizer_files(path: Path, input_name: str = "model") -> None:

@@ -6,6 +6,7 @@ One conversation per image of the batch, answered in one batched run by :func:`l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ from ..utils.messages import build_messages
 from ..utils.presets import GenerationOptions
 from ..utils.task_prompts import DEFAULT_STYLE, build_task_prompt, check_task
 from ..utils.task_render import TaskOutputs, events_outputs, image_task_outputs, text_task_outputs
-from ..utils.text import check_answers_complete
+from ..utils.text import complete_answers
 from ..utils.video import video_sampling
 from .tasks import converse, run_conversations
 
@@ -42,7 +43,7 @@ def run_task(bundle, task: str, options: GenerationOptions, image=None, video=No
                              "Video Components images, VHS Load Video) and its frame rate to video_fps.")
         reply = converse(bundle, prompt.user, options, system_prompt=prompt.system, video=video,
                          video_sampling=video_sampling(video_fps), on_step=on_step, on_text=on_text)
-        check_answers_complete([reply.result], options.max_new_tokens, "video")  # never parse a draft
+        complete_answers([reply.result], options.max_new_tokens, "video")  # never parse a draft
         logger.debug("%s answer: %s", task, reply.result.text)
         if spec.video:
             return events_outputs(reply.result.text, video, video_fps)
@@ -55,7 +56,11 @@ def run_task(bundle, task: str, options: GenerationOptions, image=None, video=No
     results = run_conversations(bundle, conversations, options,
                                 max_visual_tokens=max_visual_tokens or spec.max_visual_tokens, on_step=on_step,
                                 on_text=on_text)
-    check_answers_complete(results, options.max_new_tokens, "image")  # never parse a draft
-    texts = [r.text for r in results]
+    texts, cut_note = complete_answers(results, options.max_new_tokens, "image")  # never parse a draft
     logger.debug("%s answers: %s", task, texts)
-    return image_task_outputs(task, texts, image, fov)
+    outputs = image_task_outputs(task, texts, image, fov)
+    if cut_note:  # those images get empty results; say which in text and raw
+        logger.warning("Task %s: %s", task, cut_note)
+        note = f"\n(no result for {cut_note})"
+        outputs = dataclasses.replace(outputs, text=outputs.text + note, raw=outputs.raw + note)
+    return outputs

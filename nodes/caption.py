@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from ..loaders.batch import MAX_BATCH_SIZE, caption_images, make_job, progress_hooks
-from ..utils.captions import POLICIES, STYLE_PROMPTS, STYLES, save_captions
+from ..utils.captions import POLICIES, STYLE_PROMPTS, STYLES, CutOffCaption, caption_report, save_captions
 from ..utils.errors import InputError
 from ..utils.image_files import (
     DEFAULT_EXTENSIONS,
@@ -23,7 +23,13 @@ from ..utils.image_files import (
     rgb_to_comfy,
 )
 from ..utils.images import check_image_batch, to_uint8_chw
-from ..utils.node_options import RUN_PRESET_TOOLTIP, SAMPLING_INPUT_TOOLTIP, SAMPLING_TYPE, run_options
+from ..utils.node_options import (
+    RUN_PRESET_TOOLTIP,
+    SAMPLING_INPUT_TOOLTIP,
+    SAMPLING_TYPE,
+    run_options,
+    thinking_input,
+)
 from ..utils.presets import FIXED_PRESET_NAMES
 from ..utils.safe_files import printable
 from . import comfy_services as comfy
@@ -44,17 +50,21 @@ def _flatten_images(images) -> list:
 
 
 class Qwen3VLBatchCaption:
-    DESCRIPTION = ("Captions every image with Qwen3-VL: one caption per image, in input order, several images per "
+    DESCRIPTION = ("Captions every image with Qwen3-VL / Qwen3.5: one caption per image, in input order, several images per "
                    "generate call. Takes an IMAGE batch or a list of IMAGEs of different sizes (e.g. from Qwen3-VL "
                    "Load Image Folder). Captions are one line each, with optional trigger words. The caption being "
                    "written appears on the node.")
     CATEGORY = "Qwen3-VL/caption"
     FUNCTION = "caption"
     INPUT_IS_LIST = True
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("captions",)
-    OUTPUT_IS_LIST = (True,)
-    OUTPUT_TOOLTIPS = ("One caption per input image, in the same order (always a list, even for one image).",)
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("captions", "report")
+    OUTPUT_IS_LIST = (True, False)
+    OUTPUT_TOOLTIPS = ("One caption per input image, in the same order (always a list, even for one image). An "
+                       "image whose answer was cut off while the model was still thinking gets an empty caption "
+                       "that Qwen3-VL Save Captions does not write.",
+                       "How many captions were made, and which images (1-based) were cut off while thinking, "
+                       "with what to do about it.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -87,12 +97,13 @@ class Qwen3VLBatchCaption:
                                               "tooltip": "Most visual tokens per image (1 token = 32x32 pixels); "
                                                          "larger images are downscaled. 0 = model default."}),
                 "sampling": (SAMPLING_TYPE, {"tooltip": SAMPLING_INPUT_TOOLTIP}),
+                "thinking": thinking_input("off"),
             },
         }
 
     def caption(self, model, images, style, batch_size, preset, max_new_tokens, prefix, suffix,
-                custom_prompt=None, max_visual_tokens=None, sampling=None):
-        options = run_options(_one(preset), _one(max_new_tokens), _one(sampling))
+                custom_prompt=None, max_visual_tokens=None, sampling=None, thinking=None):
+        options = run_options(_one(preset), _one(max_new_tokens), _one(sampling), _one(thinking, "off"))
         job = make_job(_one(style), options, _one(custom_prompt, ""), _one(batch_size), _one(prefix, ""),
                        _one(suffix, ""), 0, _one(max_visual_tokens, 1280))
         pixels = _flatten_images(images)
@@ -108,7 +119,10 @@ class Qwen3VLBatchCaption:
         captions = caption_images(_one(model), pixels, job, on_step=on_step, on_progress=progress,
                                   on_text=feedback.on_text)
         feedback.finish()
-        return (captions,)
+        report = caption_report(captions, options.max_new_tokens)
+        if any(isinstance(c, CutOffCaption) for c in captions):
+            logger.warning("Batch Caption: %s", report)
+        return (captions, report)
 
 
 class Qwen3VLLoadImageFolder:

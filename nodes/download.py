@@ -8,7 +8,7 @@ from . import comfy_services as comfy
 
 
 class Qwen3VLDownloadModel:
-    DESCRIPTION = ("Downloads an official Qwen3-VL model from the Hugging Face Hub into the first LLM model folder (ComfyUI/models/LLM/<name> unless extra_model_paths.yaml lists LLM folders first) "
+    DESCRIPTION = ("Downloads an official Qwen3-VL / Qwen3.5 model from the Hugging Face Hub into the first LLM model folder (ComfyUI/models/LLM/<name> unless extra_model_paths.yaml lists LLM folders first) "
                    "(safetensors only, resumable; skipped when the folder is already complete). The only node "
                    "of this pack that uses the network. Connect model_path to the loader's model_path.")
     CATEGORY = "Qwen3-VL"
@@ -22,11 +22,12 @@ class Qwen3VLDownloadModel:
         return {
             "required": {
                 "repo_id": (list(OFFICIAL_REPOS), {"default": OFFICIAL_REPOS[0], "tooltip": "An official "
-                            "Qwen3-VL repository. 2B/4B/8B fit one consumer GPU in bf16 or 4-bit; 30B-A3B is a "
-                            "MoE with 3B active parameters."}),
+                            "Qwen3-VL or Qwen3.5/3.6/3.8 repository. Qwen3-VL 2B/4B/8B and Qwen3.5 0.8B-9B fit one "
+                            "consumer GPU in bf16 or 4-bit; 30B-A3B and 35B-A3B are MoE with 3B active parameters; "
+                            "-FP8 folders need an Ada/Hopper GPU. Qwen3.5 needs transformers >= 5.2."}),
             },
             "optional": {
-                "custom_repo_id": ("STRING", {"default": "", "tooltip": "Any other Qwen3-VL repository "
+                "custom_repo_id": ("STRING", {"default": "", "tooltip": "Any other Qwen3-VL / Qwen3.5 repository "
                                    "(owner/name, e.g. a fine-tune); overrides repo_id when set."}),
                 "revision": ("STRING", {"default": "", "tooltip": "A branch, tag or commit; empty = main."}),
             },

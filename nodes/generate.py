@@ -14,6 +14,7 @@ from ..utils.node_options import (
     VIDEO_OPTIONS_INPUT_TOOLTIP,
     VIDEO_OPTIONS_TYPE,
     run_options,
+    thinking_input,
     video_settings,
 )
 from ..utils.text import format_info
@@ -22,10 +23,10 @@ from .loader import MODEL_TYPE
 
 
 class Qwen3VLGenerate:
-    DESCRIPTION = ("Asks Qwen3-VL a question, with optional images (every image of the batch goes into the same "
-                   "question, in order) and an optional video given as a frame batch with its frame rate. Returns "
-                   "the answer, the model's thinking (Thinking models), a debugging report and the conversation; "
-                   "connect that chat to another Generate node to ask a follow-up question. The answer appears on "
+    DESCRIPTION = ("Asks Qwen3-VL / Qwen3.5 a question, with optional images (every image of the batch goes into the "
+                   "same question, in order) and an optional video given as a frame batch with its frame rate. "
+                   "Returns the answer, the model's thinking (Thinking models; Qwen3.5 with thinking on), a "
+                   "debugging report and the conversation; connect that chat to another Generate node to ask a follow-up question. The answer appears on "
                    "the node as it is written. Expert settings plug in: Qwen3-VL Sampling, Qwen3-VL Video Options.")
     CATEGORY = "Qwen3-VL"
     FUNCTION = "generate"
@@ -83,12 +84,14 @@ class Qwen3VLGenerate:
                                                    "connect it here; a wrong value makes every timestamp wrong."}),
                 "sampling": (SAMPLING_TYPE, {"tooltip": SAMPLING_INPUT_TOOLTIP}),
                 "video_options": (VIDEO_OPTIONS_TYPE, {"tooltip": VIDEO_OPTIONS_INPUT_TOOLTIP}),
+                "thinking": thinking_input("auto"),
             },
         }
 
     def generate(self, model, prompt, preset, max_new_tokens, system_prompt="", image=None, min_visual_tokens=0,
-                 max_visual_tokens=1280, chat=None, video=None, video_fps=24.0, sampling=None, video_options=None):
-        options = run_options(preset, max_new_tokens, sampling)
+                 max_visual_tokens=1280, chat=None, video=None, video_fps=24.0, sampling=None, video_options=None,
+                 thinking="auto"):
+        options = run_options(preset, max_new_tokens, sampling, thinking)
         images = image_batch_to_list(image, "image") if image is not None else None
         frames = video_settings(video_fps, video_options) if video is not None else None
         feedback = comfy.NodeFeedback(max_new_tokens)

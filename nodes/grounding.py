@@ -5,7 +5,13 @@ from __future__ import annotations
 from ..loaders.grounding import ground
 from ..utils.grounding import COORD_MODES, GROUNDING_MODES
 from ..utils.grounding_render import parse_text_outputs
-from ..utils.node_options import RUN_PRESET_TOOLTIP, SAMPLING_INPUT_TOOLTIP, SAMPLING_TYPE, run_options
+from ..utils.node_options import (
+    RUN_PRESET_TOOLTIP,
+    SAMPLING_INPUT_TOOLTIP,
+    SAMPLING_TYPE,
+    run_options,
+    thinking_input,
+)
 from ..utils.presets import FIXED_PRESET_NAMES
 from . import comfy_services as comfy
 from .loader import MODEL_TYPE
@@ -29,7 +35,7 @@ SELECTION_INPUTS = {
 
 
 class Qwen3VLGrounding:
-    DESCRIPTION = ("Finds objects with Qwen3-VL: one grounding question per image of the batch (answered in one "
+    DESCRIPTION = ("Finds objects with Qwen3-VL / Qwen3.5: one grounding question per image of the batch (answered in one "
                    "batched run). Returns pixel boxes for SAM2-style segmenters, a mask, a preview with the boxes "
                    "drawn, the detections as JSON and the model's answer (shown on the node as it is written: the first "
                    "image's).")
@@ -60,12 +66,12 @@ class Qwen3VLGrounding:
                 "INT", {"default": 1280, "min": 0, "max": 16384, "tooltip": "Most visual tokens per image (1 token "
                         "= 32x32 pixels); larger images are downscaled for the model (boxes still come back in "
                         "pixels of your image). 0 = model default."}),
-                sampling=(SAMPLING_TYPE, {"tooltip": SAMPLING_INPUT_TOOLTIP})),
+                sampling=(SAMPLING_TYPE, {"tooltip": SAMPLING_INPUT_TOOLTIP}), thinking=thinking_input("off")),
         }
 
     def ground(self, model, image, target, mode, max_new_tokens, preset, label_filter="", index="",
-               max_visual_tokens=1280, sampling=None):
-        options = run_options(preset, max_new_tokens, sampling)
+               max_visual_tokens=1280, sampling=None, thinking="off"):
+        options = run_options(preset, max_new_tokens, sampling, thinking)
         feedback = comfy.NodeFeedback(max_new_tokens)
         outputs, text = ground(model, image, target, mode, options, label_filter, index, max_visual_tokens,
                                on_step=feedback.on_step, on_text=feedback.on_text)

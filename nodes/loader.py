@@ -11,7 +11,8 @@ MODEL_TYPE = "QWEN3VL_MODEL"
 
 
 class Qwen3VLModelLoader:
-    DESCRIPTION = ("Loads a Qwen3-VL model (dense 2B-32B or MoE 30B-A3B/235B-A22B, Instruct or Thinking) "
+    DESCRIPTION = ("Loads a Qwen3-VL model (dense 2B-32B or MoE 30B-A3B/235B-A22B, Instruct or Thinking) or a "
+                   "Qwen3.5/3.6/3.8 (dense 0.8B-27B or MoE 35B-A3B/122B-A10B/397B-A17B; transformers >= 5.2) "
                    "from a local folder with its processor. The class comes from config.json. Loaded once "
                    "and cached: the same settings return the same model without reading its weights again. "
                    "Never downloads anything.")
@@ -19,7 +20,8 @@ class Qwen3VLModelLoader:
     FUNCTION = "load"
     RETURN_TYPES = (MODEL_TYPE,)
     RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The loaded Qwen3-VL model and processor; connect it to a Qwen3-VL Generate node.",)
+    OUTPUT_TOOLTIPS = ("The loaded Qwen3-VL / Qwen3.5 model and processor; connect it to a Qwen3-VL Generate "
+                       "node.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -37,10 +39,10 @@ class Qwen3VLModelLoader:
                               "sdpa. flash_attention_2 without flash-attn, or with fp32, falls back to sdpa with a "
                               "warning."}),
                 "quantization": (list(QUANTIZATIONS), {"default": "none", "tooltip": "Load the language model "
-                                 "of a dense Qwen3-VL (2B-32B) in 8-bit or 4-bit with bitsandbytes (pip install "
-                                 "bitsandbytes) to save memory; the vision tower and output head stay in full "
-                                 "precision. Refused for MoE models (30B-A3B, 235B-A22B: bitsandbytes leaves their "
-                                 "experts unquantized; use their FP8/AWQ/GPTQ checkpoints) and for folders that are "
+                                 "of a dense Qwen3-VL (2B-32B) or Qwen3.5 (0.8B-27B) in 8-bit or 4-bit with bitsandbytes (pip "
+                                 "install bitsandbytes) to save memory; the vision tower and output head stay in full "
+                                 "precision. Refused for MoE models (30B-A3B, 235B-A22B, Qwen3.5 35B-A3B and larger: "
+                                 "bitsandbytes leaves their experts unquantized; use their FP8/AWQ/GPTQ checkpoints) and for folders that are "
                                  "already quantized (FP8, AWQ, GPTQ: leave none, they load with their own)."}),
                 "device": (list(DEVICES), {"default": "auto", "tooltip": "Where to run. auto: ComfyUI's device. "
                            "multi-gpu: spread the model over every GPU (accelerate device_map=auto)."}),
@@ -48,10 +50,11 @@ class Qwen3VLModelLoader:
                                 "Off: it is freed after each generation and reloaded next time."}),
             },
             "optional": {
-                "model_path": ("STRING", {"default": "", "tooltip": "An absolute folder of a Qwen3-VL model. "
+                "model_path": ("STRING", {"default": "", "tooltip": "An absolute folder of a Qwen3-VL or "
+                               "Qwen3.5 model. "
                                "When set, it is used instead of the model list."}),
                 "trust_remote_code": ("BOOLEAN", {"default": False, "tooltip": "Run Python code shipped in the "
-                                      "model folder. Qwen3-VL never needs it; leave off unless you trust the "
+                                      "model folder. Qwen3-VL and Qwen3.5 never need it; leave off unless you trust the "
                                       "folder's author (a warning is logged when on)."}),
             },
         }

@@ -10,14 +10,14 @@ from ..utils.node_options import SAMPLING_TYPE, VIDEO_OPTIONS_TYPE, check_sampli
 
 
 class Qwen3VLSampling:
-    DESCRIPTION = ("Your own sampling values and seed for Qwen3-VL Generate, Grounding or Batch Caption: connect it "
-                   "to their sampling input and it replaces their preset. The defaults are Qwen's VL preset; set "
+    DESCRIPTION = ("Your own sampling values and seed for Qwen3-VL Generate, Grounding, Batch Caption or Task: "
+                   "connect it to their sampling input and it replaces their preset. The defaults are Qwen's VL preset; set "
                    "control after generate to randomize for a different answer every run.")
     CATEGORY = "Qwen3-VL/options"
     FUNCTION = "settings"
     RETURN_TYPES = (SAMPLING_TYPE,)
     RETURN_NAMES = ("sampling",)
-    OUTPUT_TOOLTIPS = ("Connect to the sampling input of Qwen3-VL Generate, Grounding or Batch Caption.",)
+    OUTPUT_TOOLTIPS = ("Connect to the sampling input of Qwen3-VL Generate, Grounding, Batch Caption or Task.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -38,7 +38,7 @@ class Qwen3VLSampling:
                                                "tooltip": "Subtracted once from the score of every token already "
                                                           "generated, never the prompt's (0 = off; Qwen uses 1.5 for "
                                                           "vision, 2.0 for text, 0 for Thinking)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                                  "tooltip": "Sampling seed: the same seed and inputs give the same answer. It does not "
                                             "change the random state of the rest of the graph. Batch Caption uses "
                                             "it for every batch."}),

@@ -7,7 +7,7 @@ from .loader import MODEL_TYPE
 
 
 class Qwen3VLServerModel:
-    DESCRIPTION = ("Uses a Qwen3-VL model served by an OpenAI-compatible server (vLLM, SGLang, llama.cpp's "
+    DESCRIPTION = ("Uses a Qwen3-VL / Qwen3.5 model served by an OpenAI-compatible server (vLLM, SGLang, llama.cpp's "
                    "llama-server, Ollama, LM Studio) instead of loading it into ComfyUI: every Qwen3-VL node takes "
                    "its output like a loaded model. Keeps ComfyUI's VRAM free, and gives vLLM's speed, GGUF and "
                    "quantized MoE, and several GPUs or machines. Checks the server when it runs.")

@@ -1,9 +1,11 @@
-"""Qwen3VL_Task (Qwen3-VL's own tasks with parsed outputs) and Qwen3VL_ParseTask (task text -> same outputs)."""
+"""Qwen3VL_Task (the first layout, deprecated: kept so saved workflows load unchanged; new graphs use
+Qwen3VL_RunTask in nodes/run_task.py) and Qwen3VL_ParseTask (task text -> the same outputs)."""
 
 from __future__ import annotations
 
 from ..loaders.vl_tasks import run_task
 from ..utils.boxes3d import DEFAULT_FOV
+from ..utils.node_options import thinking_input
 from ..utils.presets import FIXED_PRESET_NAMES, FIXED_PRESET_TOOLTIP, resolve_options
 from ..utils.task_prompts import DEFAULT_STYLE, LANGUAGES, PROMPT_STYLES, TASK_NAMES, check_task
 from ..utils.task_render import parse_task_text
@@ -51,7 +53,11 @@ VIDEO_FPS_TIP = ("video events: the frame rate of the frames AS GIVEN, from your
 
 
 class Qwen3VLTask:
-    DESCRIPTION = ("Runs one of Qwen3-VL's own tasks with Qwen's official prompt and parses the answer: OCR, text "
+    DEPRECATED = True  # hidden from search; saved workflows still load it with their values in place
+    DESCRIPTION = ("Old layout of Qwen3-VL Task, kept so workflows saved with it load with every value in place. "
+                   "New graphs: Qwen3-VL / Qwen3.5 Task (seed from Qwen3-VL Sampling, rare inputs from Qwen3-VL Task "
+                   "Options). Runs one of Qwen3-VL's own tasks (on Qwen3-VL or Qwen3.5) with Qwen's official prompt "
+                   "and parses the answer: OCR, text "
                    "spotting, document to HTML/Markdown, points for SAM2, 3D boxes, video events with frame "
                    "indices, a prompt for an image/video model, or where to click on a screenshot. Every task fills "
                    "the same outputs; the ones that do not apply are empty.")
@@ -81,7 +87,8 @@ class Qwen3VLTask:
                                    "tokens. 0 = the task's default (documents and text spotting 4096, ocr and video "
                                    "events 2048, points and 3d boxes 1024, image prompt 1024, gui click 512)."}),
                 "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": FIXED_PRESET_TOOLTIP}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Sampling seed "
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                                 "tooltip": "Sampling seed "
                                  "(ignored by Greedy). It does not change the random state of the rest of the graph."}),
             },
             "optional": {
@@ -94,13 +101,14 @@ class Qwen3VLTask:
                                       "per image (1 token = 32x32 pixels); larger images are downscaled for the model, "
                                       "results still come back in pixels of your image. 0 = the task's default (2048 "
                                       "for ocr, text spotting and documents, 1280 otherwise)."}),
+                "thinking": thinking_input("off"),
             },
         }
 
     def run(self, model, task, target, language, style, fov, max_new_tokens, preset, seed, image=None, video=None,
-            video_fps=0.0, max_visual_tokens=0):
+            video_fps=0.0, max_visual_tokens=0, thinking="off"):
         tokens = max_new_tokens or check_task(task).max_new_tokens
-        options = resolve_options(preset, tokens, seed)
+        options = resolve_options(preset, tokens, seed, thinking=thinking)
         feedback = comfy.NodeFeedback(tokens)
         outputs = run_task(model, task, options, image, video, video_fps, target, language, style, fov,
                            max_visual_tokens, on_step=feedback.on_step, on_text=feedback.on_text)

@@ -1,13 +1,18 @@
-"""Open workflows in ComfyUI's real frontend (headless Chromium) and report how the pack's nodes look.
+"""Open workflows in ComfyUI's real frontend (headless Chromium) and report what a user would see.
 
-For every node of the pack in each workflow: its size on the canvas, the size the frontend computes for it,
-its visible widgets (names), what the frontend would save for it (widgets_values, inputs); a PNG of the canvas around each node whose type matches --screenshot.
+For every node of every workflow: its size and the size the frontend computes (``--sizes-out`` keeps them for
+``scripts/layout_workflows.py``); overlaps (title bars included); nodes the saved view leaves off screen or under
+the menu / side bar at 1280x800 (what is on top at their corners); and the value round-trip: the widget values
+the frontend saves again (``graph.serialize()``) and sends (``app.graphToPrompt()``) against the file's, for every
+pack node, by input name. Screenshots of the saved view with ``--shoot NAME.json``.
 
-    python scripts/frontend_nodes.py --base http://127.0.0.1:PORT workflows/describe_image.json \
-        --screenshot Qwen3VL_Generate --out .screens/after
+    python scripts/frontend_nodes.py workflows/*.json --comfy-dir /work/comfy/v0364 \
+        --python /work/comfy/venv-v0364/bin/python \
+        --frontend-root /work/comfy/fe-1.58.1/comfyui_frontend_package/static \
+        --sizes-out .frontend/sizes-1.58.1.json --shoot describe_image.json --out .frontend/shots-1.58.1
 
-Needs a running ComfyUI with the pack (e.g. the harness with --object-info-only --keep-server) and a
-Python with playwright (ComfyUI's venv) plus /usr/bin/chromium.
+(or ``--base http://127.0.0.1:PORT`` for a ComfyUI already running with the pack). Needs playwright in the Python
+that runs it and /usr/bin/chromium. Prints the report as JSON; exit 1 when something is wrong.
 """
 
 from __future__ import annotations
@@ -17,37 +22,118 @@ import asyncio
 import json
 import shutil
 import sys
+import urllib.request
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VIEW = {"width": 1280, "height": 800}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+INPUTS = ("sample.png", "qwen3vl_clip.mp4")  # else the frontend's "media input missing" toast covers nodes
 
 MEASURE = """async (wf) => {
     await window.app.loadGraphData(wf, true, true, null, {showMissingNodesDialog: false,
                                                           showMissingModelsDialog: false});
-    await new Promise(r => setTimeout(r, 500));
-    const saved = Object.fromEntries(window.app.graph.serialize().nodes.map(n => [n.id, n]));
-    return window.app.graph._nodes.filter(n => n.type.startsWith("Qwen3VL_")).map(n => ({
-        id: n.id, type: n.type, pos: [...n.pos], size: [...n.size], computed: [...n.computeSize()],
-        widgets: (n.widgets || []).filter(w => !w.hidden && w.type !== "hidden").map(w => w.name),
-        sockets: (n.inputs || []).map(i => i.name),
-        saved_widgets_values: saved[n.id].widgets_values,
-        saved_inputs: (saved[n.id].inputs || []).map(i => [i.name, i.type, i.link]),
-    }));
+    await new Promise(r => setTimeout(r, 800));
+    const canvas = window.app.canvas;
+    canvas.draw(true, true);
+    const graph = window.app.graph;
+    const nodes = graph._nodes || graph.nodes;
+    const saved = Object.fromEntries(graph.serialize().nodes.map(n => [n.id, n]));
+    const prompt = (await window.app.graphToPrompt()).output;
+    const titleH = window.LiteGraph.NODE_TITLE_HEIGHT || 30;
+    const el = canvas.canvas;
+    const box = el.getBoundingClientRect();
+    const ds = canvas.ds;
+    const covered = (x, y) => {
+        const sx = box.x + (x + ds.offset[0]) * ds.scale, sy = box.y + (y + ds.offset[1]) * ds.scale;
+        if (sx < 0 || sy < 0 || sx > window.innerWidth || sy > window.innerHeight) return "outside the window";
+        const top = document.elementFromPoint(sx, sy);
+        if (top === el) return null;
+        if (!top) return "nothing";
+        return top.tagName.toLowerCase() + (top.className && typeof top.className === "string"
+                                            ? "." + top.className.split(" ")[0] : "");
+    };
+    // LoadVideo's preview computes a width a fixed step wider than the node itself, whatever that is (340 -> 444,
+    // 450 -> 554): not a minimum. Its height (for the node's width) still is.
+    const needed = (n) => {
+        const c = [...n.computeSize()];
+        return n.type === "LoadVideo" ? [n.size[0], c[1]] : c;
+    };
+    return {scale: ds.scale, title_height: titleH, nodes: nodes.map(n => {
+        const [x, y] = n.pos, [w, h] = n.size;
+        const corners = [[x + 2, y - titleH + 2], [x + w - 2, y - titleH + 2]];
+        return {
+            id: n.id, type: n.type, pos: [...n.pos], size: [...n.size], computed: needed(n),
+            widgets: (n.widgets || []).filter(w => !w.hidden && w.type !== "hidden").map(w => w.name),
+            saved_widgets_values: saved[n.id] ? saved[n.id].widgets_values : null,
+            prompt_inputs: prompt[String(n.id)] ? prompt[String(n.id)].inputs : null,
+            hidden_by: corners.map(([cx, cy]) => covered(cx, cy)).filter(v => v),
+        };
+    })};
 }"""
 
-FOCUS = """(id) => {
-    const node = window.app.graph.getNodeById(id);
-    const canvas = window.app.canvas;
-    canvas.ds.scale = 1;
-    canvas.ds.offset = [-node.pos[0] + 40, -node.pos[1] + 70];
-    canvas.setDirty(true, true);
-    canvas.draw(true, true);
-    const rect = canvas.canvas.getBoundingClientRect();
-    return {x: rect.x, y: rect.y, w: node.size[0] + 80, h: node.size[1] + 110};
-}"""
+
+def widget_names(spec: dict) -> list[str]:
+    """The names of a node's saved widget values, in order, from /object_info (control values as NAME:control)."""
+    names = []
+    order = spec.get("input_order") or {s: list(spec["input"].get(s, {})) for s in ("required", "optional")}
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            entry = spec["input"][section][name]
+            typ, opts = entry[0], (entry[1] if len(entry) > 1 else {})
+            if isinstance(typ, list):
+                typ = "COMBO"
+            if typ not in WIDGET_TYPES or opts.get("forceInput"):
+                continue
+            names.append(name)
+            if opts.get("control_after_generate"):
+                names.append(f"{name}:control")
+            if opts.get("image_upload") or opts.get("video_upload"):
+                names.append(f"{name}:upload")
+    return names
+
+
+def round_trip(wf: dict, measured: list[dict], info: dict) -> list[str]:
+    """Where the frontend's saved or sent values differ from the file's (pack nodes by name; all nodes saved)."""
+    problems = []
+    by_id = {m["id"]: m for m in measured}
+    for node in wf["nodes"]:
+        if node["type"] in ("Note", "MarkdownNote") or node["id"] not in by_id:
+            continue
+        got, values = by_id[node["id"]], node.get("widgets_values") or []
+        saved = got["saved_widgets_values"] or []
+        if isinstance(values, list) and saved[:len(values)] != values:
+            problems.append(f"node {node['id']} {node['type']}: saved again as {saved}, file has {values}")
+        if not node["type"].startswith("Qwen3VL_") or node["type"] not in info:
+            continue
+        names = widget_names(info[node["type"]])
+        if len(names) != len(values):
+            problems.append(f"node {node['id']} {node['type']}: {len(values)} values for widgets {names}")
+        linked = {i["name"] for i in node.get("inputs", []) if i.get("link") is not None}
+        sent = got["prompt_inputs"] or {}
+        for name, value in zip(names, values, strict=False):
+            if ":" in name or name in linked:
+                continue
+            if sent.get(name) != value:
+                problems.append(f"node {node['id']} {node['type']}.{name}: sent {sent.get(name)!r}, file has {value!r}")
+    return problems
+
+
+def overlaps(measured: list[dict], title: float) -> list[str]:
+    boxes = [(m["id"], m["pos"][0], m["pos"][1] - title, m["pos"][0] + max(m["size"][0], m["computed"][0]),
+              m["pos"][1] + max(m["size"][1], m["computed"][1])) for m in measured]
+    found = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]:
+                found.append(f"nodes {a[0]} and {b[0]} overlap")
+    return found
 
 
 async def inspect(base: str, workflows: list[Path], shoot: set[str], out: Path | None) -> list[dict]:
     from playwright.async_api import async_playwright
 
+    info = json.loads(urllib.request.urlopen(base + "/object_info", timeout=120).read())
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     report = []
     async with async_playwright() as p:
@@ -56,26 +142,31 @@ async def inspect(base: str, workflows: list[Path], shoot: set[str], out: Path |
             kw["executable_path"] = exe
         browser = await p.chromium.launch(**kw)
         try:
-            page = await browser.new_page(viewport={"width": 1600, "height": 1100})
+            page = await browser.new_page(viewport=VIEW)
             await page.goto(base + "/", wait_until="domcontentloaded", timeout=120_000)
             await page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
-            await page.wait_for_timeout(2000)
+            await page.wait_for_timeout(2500)
             for _ in range(2):  # the first visit opens the template browser
                 await page.keyboard.press("Escape")
                 await page.wait_for_timeout(300)
+            version = await page.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || ''")
             for path in workflows:
-                nodes = await page.evaluate(MEASURE, json.loads(path.read_text(encoding="utf-8")))
-                for node in nodes:
-                    node["workflow"] = path.name
-                    if out is not None and node["type"] in shoot:
-                        box = await page.evaluate(FOCUS, node["id"])
-                        await page.wait_for_timeout(300)
-                        png = out / f"{path.stem}_{node['type']}_{node['id']}.png"
-                        png.parent.mkdir(parents=True, exist_ok=True)
-                        await page.screenshot(path=str(png), clip={"x": box["x"], "y": box["y"],
-                                                                   "width": box["w"], "height": box["h"]})
-                        node["screenshot"] = str(png)
-                report.extend(nodes)
+                wf = json.loads(path.read_text(encoding="utf-8"))
+                got = await page.evaluate(MEASURE, wf)
+                nodes = got["nodes"]
+                row = {"workflow": path.name, "frontend": version, "scale": got["scale"],
+                       "too_small": [f"node {m['id']} {m['type']}: {m['size']} < computed {m['computed']}"
+                                     for m in nodes if m["size"][0] < m["computed"][0] - 0.5
+                                     or m["size"][1] < m["computed"][1] - 0.5],
+                       "overlaps": overlaps(nodes, got["title_height"]),
+                       "hidden": [f"node {m['id']} {m['type']}: {m['hidden_by']}" for m in nodes if m["hidden_by"]],
+                       "round_trip": round_trip(wf, nodes, info), "nodes": nodes}
+                if out is not None and path.name in shoot:
+                    out.mkdir(parents=True, exist_ok=True)
+                    png = out / f"{path.stem}.png"
+                    await page.screenshot(path=str(png))
+                    row["screenshot"] = str(png)
+                report.append(row)
         finally:
             await browser.close()
     return report
@@ -84,13 +175,41 @@ async def inspect(base: str, workflows: list[Path], shoot: set[str], out: Path |
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workflows", nargs="+", type=Path)
-    ap.add_argument("--base", required=True, help="ComfyUI address, e.g. http://127.0.0.1:8188")
-    ap.add_argument("--screenshot", action="append", default=[], help="node type to photograph (repeatable)")
-    ap.add_argument("--out", type=Path, help="folder for the PNGs")
+    ap.add_argument("--base", help="a running ComfyUI with the pack, e.g. http://127.0.0.1:8188")
+    ap.add_argument("--comfy-dir", help="start this ComfyUI (through the harness) instead of --base")
+    ap.add_argument("--python", default=sys.executable, help="the Python that runs --comfy-dir")
+    ap.add_argument("--frontend-root", help="a comfyui_frontend_package/static folder (--front-end-root)")
+    ap.add_argument("--input", action="append", default=[str(ROOT / "assets" / n) for n in INPUTS],
+                    help="a file for ComfyUI's input folder (default: the image and clip the workflows load)")
+    ap.add_argument("--shoot", action="append", default=[], help="workflow file name to screenshot (repeatable)")
+    ap.add_argument("--out", type=Path, help="folder for the screenshots")
+    ap.add_argument("--sizes-out", type=Path, help="write every node's computed size here (for layout_workflows)")
     args = ap.parse_args()
-    report = asyncio.run(inspect(args.base, args.workflows, set(args.screenshot), args.out))
-    sys.stdout.write(json.dumps(report, indent=1) + "\n")
-    return 0
+    server = None
+    if args.comfy_dir:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from comfy_ws import ComfyServer
+
+        extra = [f"--front-end-root={args.frontend_root}"] if args.frontend_root else []
+        server = ComfyServer([str(ROOT)], inputs=args.input, extra_args=extra, comfy_dir=args.comfy_dir, python=args.python).start()
+        args.base = server.base
+    try:
+        report = asyncio.run(inspect(args.base, args.workflows, set(args.shoot), args.out))
+    finally:
+        if server is not None:
+            server.stop()
+    if args.sizes_out:
+        args.sizes_out.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{"workflow": r["workflow"], "id": n["id"], "type": n["type"], "computed": n["computed"]}
+                for r in report for n in r["nodes"]]
+        args.sizes_out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    summary = {key: sum(len(r[key]) for r in report) for key in ("too_small", "overlaps", "hidden", "round_trip")}
+    sys.stdout.write(json.dumps({"frontend": report[0]["frontend"] if report else "", "workflows": len(report),
+                                 "pack_nodes": sum(n["type"].startswith("Qwen3VL_") for r in report for n in r["nodes"]),
+                                 **summary, "problems": {r["workflow"]: {k: r[k] for k in summary if r[k]}
+                                                         for r in report if any(r[k] for k in summary)}},
+                                indent=1) + "\n")
+    return 1 if any(summary.values()) else 0
 
 
 if __name__ == "__main__":

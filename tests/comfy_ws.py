@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import re
@@ -62,6 +63,9 @@ class ComfyServer:
         if out.returncode != 0 or not found:
             raise RuntimeError(f"ComfyUI did not start (rc {out.returncode}):\n{out.stderr[-4000:]}")
         self.pid, self.base = int(found.group(1)), found.group(2)
+        atexit.register(self.stop)  # a client that fails or exits early never leaves the server running
+        sys.stderr.write(f"comfy_ws: server pid {self.pid} at {self.base}\n")
+        sys.stderr.flush()
         return self
 
     def stop(self) -> None:
@@ -198,6 +202,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--run-root", default="")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # terminated (a test's timeout): stop the server too
     workflow = json.loads(args.workflow.read_text(encoding="utf-8"))
     with ComfyServer(args.custom_node, args.input, args.extra_arg, args.run_root) as server:
         prompt = server.api_prompt(workflow, _overrides(args.set))

@@ -63,3 +63,24 @@ def clean_cache():
     unload_all()
     yield
     unload_all()
+
+
+@pytest.fixture(scope="session")
+def qwen35_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny dense and MoE Qwen3.5 folders (tests/tiny_qwen35.py); skipped where transformers < 5.2 has no Qwen3.5
+    (there the loader's refusal is tested instead, tests/test_qwen35_loader.py)."""
+    from qwen3vl_pack.tests.tiny_qwen35 import build_tiny_qwen35, has_qwen35
+
+    if not has_qwen35():
+        pytest.skip("transformers < 5.2 has no Qwen3.5 (the refusal is tested instead)")
+    base = tmp_path_factory.mktemp("qwen35")
+    return {"dense": build_tiny_qwen35(base / "gamma"), "moe": build_tiny_qwen35(base / "delta", moe=True),
+            "small": build_tiny_qwen35(base / "epsilon", small_template=True)}
+
+
+@pytest.fixture(params=["dense", "moe"])
+def qwen35(request, qwen35_models):
+    """Each tiny Qwen3.5 (dense, MoE), loaded through the cache (fp32, sdpa, cpu)."""
+    from qwen3vl_pack.loaders.cache import load_model
+
+    return load_model(str(qwen35_models[request.param]), [], dtype="fp32", attention="sdpa", device="cpu")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 REAL_30B_A3B = ASSETS / "qwen3_vl_30b_a3b_config.json"
+# Qwen3.5-35B-A3B's config.json values (the same architecture as Qwen3.6-35B-A3B), see tests/assets/README.md.
+REAL_QWEN35_35B_A3B = ASSETS / "qwen3_5_35b_a3b_config.json"
 SKIP_MODULES = ("model.visual", "lm_head")  # as loaders.options.QUANT_SKIP_MODULES
 GIB = 1024 ** 3
 
@@ -49,9 +51,12 @@ def meta_model(config: dict):
     import transformers
 
     config = {k: v for k, v in config.items() if k != "architectures"}
-    moe = config["model_type"] == "qwen3_vl_moe"
-    cfg_cls = transformers.Qwen3VLMoeConfig if moe else transformers.Qwen3VLConfig
-    cls = transformers.Qwen3VLMoeForConditionalGeneration if moe else transformers.Qwen3VLForConditionalGeneration
+    cfg_cls, cls = {
+        "qwen3_vl": ("Qwen3VLConfig", "Qwen3VLForConditionalGeneration"),
+        "qwen3_vl_moe": ("Qwen3VLMoeConfig", "Qwen3VLMoeForConditionalGeneration"),
+        "qwen3_5_moe": ("Qwen3_5MoeConfig", "Qwen3_5MoeForConditionalGeneration"),
+    }[config["model_type"]]
+    cfg_cls, cls = getattr(transformers, cfg_cls), getattr(transformers, cls)
     with torch.device("meta"):
         return cls(cfg_cls(**config))
 
@@ -60,6 +65,10 @@ def real_30b_a3b_config(**text_overrides) -> dict:
     config = json.loads(REAL_30B_A3B.read_text(encoding="utf-8"))
     config["text_config"].update(text_overrides)
     return config
+
+
+def real_qwen35_35b_a3b_config() -> dict:
+    return json.loads(REAL_QWEN35_35B_A3B.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: print the figures for the README

@@ -79,18 +79,18 @@ def test_node_takes_an_image_batch_or_a_list_of_any_sizes(dense):
     node = Qwen3VLBatchCaption()
     common = dict(style=["short"], batch_size=[2], preset=["Greedy"], max_new_tokens=[TOKENS],
                   prefix=["ohwx"], suffix=[""])
-    (from_batch,) = node.caption([dense], [_comfy(*same)], **common)
-    (from_list,) = node.caption([dense], [_comfy(a) for a in same], **common)
+    from_batch, _ = node.caption([dense], [_comfy(*same)], **common)
+    from_list, _ = node.caption([dense], [_comfy(a) for a in same], **common)
     assert from_batch == from_list and len(from_batch) == 3
     assert all(c.startswith("ohwx") for c in from_batch)
     mixed = [_pixels(i, s) for i, s in enumerate(SIZES[:4])]
-    (captions,) = node.caption([dense], [_comfy(mixed[0]), _comfy(mixed[1], mixed[1]), _comfy(mixed[2]),
+    captions, _ = node.caption([dense], [_comfy(mixed[0]), _comfy(mixed[1], mixed[1]), _comfy(mixed[2]),
                                          _comfy(mixed[3])], **common)
     assert len(captions) == 5 and captions[1] == captions[2]  # the batch of two expands in place
     alone = [node.caption([dense], [_comfy(a)], **common)[0][0] for a in mixed]
     assert [captions[0], captions[1], captions[3], captions[4]] == alone
-    assert node.caption([dense], [], **common) == ([],)  # nothing left to caption: an empty list, not an error
-    assert Qwen3VLBatchCaption.INPUT_IS_LIST is True and Qwen3VLBatchCaption.OUTPUT_IS_LIST == (True,)
+    assert node.caption([dense], [], **common)[0] == []  # nothing left to caption: an empty list, not an error
+    assert Qwen3VLBatchCaption.INPUT_IS_LIST is True and Qwen3VLBatchCaption.OUTPUT_IS_LIST == (True, False)
 
 
 def test_interrupt_between_and_inside_batches(dense, spy):
@@ -178,7 +178,7 @@ def test_folder_to_captions_to_files_through_the_nodes(dense, tmp_path):
     (folder / "img2.txt").write_text("my caption\n", encoding="utf-8")
     images, paths = Qwen3VLLoadImageFolder().load(str(folder), False, "png", "natural", 0, 0, True)
     assert [Path(p).name for p in paths] == ["img0.png", "img1.png", "img3.png"]
-    (captions,) = Qwen3VLBatchCaption().caption(
+    captions, _ = Qwen3VLBatchCaption().caption(
         [dense], images, ["training"], [2], ["Greedy"], [TOKENS], ["ohwx"], ["film photo"])
     out = Qwen3VLSaveCaptions().save(captions, paths, ["skip"], [".txt"], [""])
     assert out["result"][0].startswith("3 caption(s): 3 written")

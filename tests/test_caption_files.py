@@ -266,11 +266,11 @@ def test_public_contract_of_the_caption_nodes():
                                                                             (True, True))
     assert list(load.INPUT_TYPES()["required"]) == ["directory", "recursive", "extensions", "sort", "limit", "offset",
                                                     "skip_captioned"]
-    assert (cap.RETURN_TYPES, cap.RETURN_NAMES, cap.OUTPUT_IS_LIST, cap.INPUT_IS_LIST) == (("STRING",), ("captions",),
-                                                                                         (True,), True)
+    assert (cap.RETURN_TYPES, cap.RETURN_NAMES, cap.OUTPUT_IS_LIST, cap.INPUT_IS_LIST) == (
+        ("STRING", "STRING"), ("captions", "report"), (True, False), True)  # report appended (issue 21)
     req = cap.INPUT_TYPES()["required"]
     assert list(req) == ["model", "images", "style", "batch_size", "preset", "max_new_tokens", "prefix", "suffix"]
-    assert list(cap.INPUT_TYPES()["optional"]) == ["custom_prompt", "max_visual_tokens", "sampling"]
+    assert list(cap.INPUT_TYPES()["optional"]) == ["custom_prompt", "max_visual_tokens", "sampling", "thinking"]
     assert req["preset"][1]["default"] == "Greedy" and "tags" in req["style"][0] and "custom" in req["style"][0]
     assert save.OUTPUT_NODE is True and save.INPUT_IS_LIST is True and save.RETURN_TYPES == ("STRING",)
     assert save.INPUT_TYPES()["required"]["policy"][0] == ["skip", "overwrite", "append"]

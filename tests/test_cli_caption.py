@@ -48,7 +48,7 @@ def test_cli_captions_a_folder_resumably_like_the_nodes(dense, dense_path, tmp_p
 
     # the same captions as the nodes give for the same files
     images, paths = Qwen3VLLoadImageFolder().load(str(folder), False, "png", "natural", 0, 0, False)
-    (captions,) = Qwen3VLBatchCaption().caption([dense], images, ["training"], [3], ["Greedy"], [8],
+    captions, _ = Qwen3VLBatchCaption().caption([dense], images, ["training"], [3], ["Greedy"], [8],
                                                 ["ohwx"], [""])
     by_stem = {Path(p).stem: c + "\n" for p, c in zip(paths, captions, strict=True)}
     assert {k: by_stem[k] for k in written} == written

@@ -136,7 +136,10 @@ def test_grounding_workflow_matches_the_nodes():
     assert {"LoadImage", "Qwen3VL_ModelLoader", "Qwen3VL_Grounding", "MaskToImage", "PreviewImage", "Note"} <= set(types)
     for node in wf["nodes"]:
         if node["type"] in NODE_CLASS_MAPPINGS:
-            assert len(node["widgets_values"]) == _widget_count(NODE_CLASS_MAPPINGS[node["type"]]), node["type"]
+            count = _widget_count(NODE_CLASS_MAPPINGS[node["type"]])
+            appended = "thinking" in NODE_CLASS_MAPPINGS[node["type"]].INPUT_TYPES().get("optional", {})
+            # saved before the thinking switch was appended (issue 18): the frontend leaves it at its default
+            assert len(node["widgets_values"]) in ((count, count - 1) if appended else (count,)), node["type"]
     loader = next(n for n in wf["nodes"] if n["type"] == "Qwen3VL_ModelLoader")
     assert loader["widgets_values"][0] == "Qwen3-VL-2B-Instruct"
     note = next(n for n in wf["nodes"] if n["type"] == "Note")

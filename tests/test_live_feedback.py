@@ -202,7 +202,7 @@ def test_grounding_shows_its_answer(dense, comfy):
 
 def test_batch_caption_shows_the_current_image(dense, comfy):
     images = [_image(i) for i in range(3)]
-    (captions,) = Qwen3VLBatchCaption().caption([dense], images, ["short"], [1], ["Greedy"], [6], [""], [""])
+    captions, _ = Qwen3VLBatchCaption().caption([dense], images, ["short"], [1], ["Greedy"], [6], [""], [""])
     headings = [t.split("\n", 1)[0] for t in comfy.texts]
     # in order, from the first image to the last (quick batches in between may be skipped: at most ~10/s)
     assert headings[0] == "image 1 of 3" and headings[-1] == "image 3 of 3" and headings == sorted(headings)

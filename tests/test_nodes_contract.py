@@ -23,10 +23,10 @@ def test_public_node_ids():
     assert gen.RETURN_NAMES == ("text", "thinking", "info", "chat")
     req = gen.INPUT_TYPES()["required"]
     assert list(req) == ["model", "prompt", "preset", "max_new_tokens"]
-    assert req["preset"][0] == ["VL", "Text", "Thinking", "Greedy"]
+    assert req["preset"][0] == ["VL", "Text", "Thinking", "Greedy", "Qwen3.5 Thinking"]  # new names go last
     opt = gen.INPUT_TYPES()["optional"]
     assert list(opt) == ["system_prompt", "image", "min_visual_tokens", "max_visual_tokens", "chat", "video",
-                         "video_fps", "sampling", "video_options"]
+                         "video_fps", "sampling", "video_options", "thinking"]
     assert opt["chat"][0] == "QWEN3VL_CHAT" and opt["video"][0] == "IMAGE" and opt["video_fps"][0] == "FLOAT"
     assert opt["sampling"][0] == "QWEN3VL_SAMPLING" and opt["video_options"][0] == "QWEN3VL_VIDEO_OPTIONS"
     sampling, video = NODE_CLASS_MAPPINGS["Qwen3VL_Sampling"], NODE_CLASS_MAPPINGS["Qwen3VL_VideoOptions"]
@@ -37,6 +37,11 @@ def test_public_node_ids():
     for node_id in ("Qwen3VL_Grounding", "Qwen3VL_BatchCaption"):  # one Sampling node serves all three
         inputs = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
         assert inputs["optional"]["sampling"][0] == "QWEN3VL_SAMPLING" and "seed" not in inputs["required"]
+    for node_id, default in (("Qwen3VL_Generate", "auto"), ("Qwen3VL_Grounding", "off"),
+                             ("Qwen3VL_BatchCaption", "off"), ("Qwen3VL_Task", "off")):
+        optional = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["optional"]
+        assert list(optional)[-1] == "thinking", node_id  # the thinking switch is the LAST optional input
+        assert optional["thinking"][0] == ["auto", "on", "off"] and optional["thinking"][1]["default"] == default
     linputs = loader.INPUT_TYPES()
     assert list(linputs["required"]) == ["model", "dtype", "attention", "quantization", "device", "keep_loaded"]
     assert list(linputs["optional"]) == ["model_path", "trust_remote_code"]

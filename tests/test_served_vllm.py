@@ -157,7 +157,7 @@ def test_grounding(server):
 def test_batch_caption_in_order_and_equal_to_single_requests(server):
     images = [_images(1, 192 + 32 * i, 256) for i in range(5)]
     node = Qwen3VLBatchCaption()
-    (captions,) = node.caption([server], images, ["custom"], [8], ["Greedy"], [12], [""], [""],
+    captions, _ = node.caption([server], images, ["custom"], [8], ["Greedy"], [12], [""], [""],
                                custom_prompt=["Caption this image."])
     assert len(captions) == 5
     served.forget_answers()

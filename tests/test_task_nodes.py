@@ -1,4 +1,4 @@
-"""Qwen3VL_Task / Qwen3VL_ParseTask on the tiny real Qwen3-VL (random text: structure, prompts and wiring only)."""
+"""Qwen3VL_RunTask (and the deprecated Qwen3VL_Task) / Qwen3VL_ParseTask on the tiny real Qwen3-VL (random text: structure, prompts and wiring only)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import torch
 
 from qwen3vl_pack import NODE_CLASS_MAPPINGS
 from qwen3vl_pack.loaders import vl_tasks
+from qwen3vl_pack.nodes.option_nodes import Qwen3VLSampling
+from qwen3vl_pack.nodes.run_task import Qwen3VLRunTask, Qwen3VLTaskOptions
 from qwen3vl_pack.nodes.task import Qwen3VLParseTask, Qwen3VLTask
 from qwen3vl_pack.tests.spies import spy_prepare_inputs
 from qwen3vl_pack.utils.errors import InputError
@@ -42,13 +44,17 @@ def runs(monkeypatch):
 
 
 def _task(bundle, task, image=None, video=None, video_fps=0.0, target="cat", max_new_tokens=6, **kwargs):
-    return Qwen3VLTask().run(bundle, task, target, kwargs.pop("language", "auto"), kwargs.pop("style", "Flux short"),
-                             kwargs.pop("fov", 60.0), max_new_tokens, "Greedy", 0, image=image, video=video,
-                             video_fps=video_fps, **kwargs)
+    extra = {k: kwargs.pop(k) for k in ("language", "style", "fov") if k in kwargs}
+    options = None
+    if extra:  # what only some tasks read comes from a Task Options node, checked there
+        options = Qwen3VLTaskOptions().options(extra.get("language", "auto"), extra.get("style", "Flux short"),
+                                               extra.get("fov", 60.0))[0]
+    return Qwen3VLRunTask().run(bundle, task, target, "Greedy", max_new_tokens, image=image, video=video,
+                                video_fps=video_fps, task_options=options, **kwargs)
 
 
 def test_public_contract():
-    for node_id in ("Qwen3VL_Task", "Qwen3VL_ParseTask"):
+    for node_id in ("Qwen3VL_RunTask", "Qwen3VL_Task", "Qwen3VL_ParseTask"):
         cls = NODE_CLASS_MAPPINGS[node_id]
         assert cls.RETURN_TYPES == ("STRING", "STRING", "STRING", "BBOX", "MASK", "IMAGE", "STRING", "STRING",
                                     "STRING", "STRING")
@@ -58,8 +64,43 @@ def test_public_contract():
     required = Qwen3VLTask.INPUT_TYPES()["required"]
     assert list(required) == ["model", "task", "target", "language", "style", "fov", "max_new_tokens", "preset", "seed"]
     assert required["preset"][1]["default"] == "Greedy" and required["max_new_tokens"][1]["default"] == 0
-    assert list(Qwen3VLTask.INPUT_TYPES()["optional"]) == ["image", "video", "video_fps", "max_visual_tokens"]
+    assert list(Qwen3VLTask.INPUT_TYPES()["optional"]) == ["image", "video", "video_fps", "max_visual_tokens",
+                                                           "thinking"]
     assert Qwen3VLTask.INPUT_TYPES()["optional"]["video_fps"][1]["forceInput"] is True
+    assert Qwen3VLTask.DEPRECATED is True and required["seed"][1]["control_after_generate"] is True
+    lean = Qwen3VLRunTask.INPUT_TYPES()
+    assert list(lean["required"]) == ["model", "task", "target", "preset", "max_new_tokens"]
+    assert list(lean["optional"])[:6] == ["image", "video", "video_fps", "max_visual_tokens", "sampling", "task_options"]
+    assert list(Qwen3VLTaskOptions.INPUT_TYPES()["required"]) == ["language", "style", "fov"]
+
+
+def test_old_task_layout_still_runs_with_its_values_in_place(dense, runs):
+    """Workflows saved with the first Task layout load the deprecated node: same values, same prompt and seed."""
+    old = Qwen3VLTask().run(dense, "points", "cat", "auto", "Flux short", 60.0, 6, "VL", 1234, image=_batch(1))
+    sampling = Qwen3VLSampling().settings(0.7, 0.8, 20, 1.0, 1.5, 1234)[0]
+    new = Qwen3VLRunTask().run(dense, "points", "cat", "VL", 6, image=_batch(1), sampling=sampling)
+    text = [[part for part in conv[-1]["content"] if part["type"] == "text"] for conv in (runs[0]["first"][0],
+                                                                                        runs[1]["first"][0])]
+    assert text[0] == text[1] and runs[0]["options"].seed == runs[1]["options"].seed == 1234
+    assert old[9] == new[9]  # same seed and sampling values: the same answer
+
+
+def test_task_takes_its_seed_from_a_sampling_node(dense, runs):
+    sampling = Qwen3VLSampling().settings(0.9, 0.7, 5, 1.1, 0.5, 77)[0]
+    Qwen3VLRunTask().run(dense, "ocr", "", "Greedy", 6, image=_batch(1), sampling=sampling)
+    Qwen3VLRunTask().run(dense, "ocr", "", "VL", 6, image=_batch(1))
+    first, second = runs[0]["options"], runs[1]["options"]
+    assert (first.seed, first.temperature, first.top_k, first.do_sample) == (77, 0.9, 5, True)
+    assert (second.seed, second.preset, second.temperature) == (0, "VL", 0.7)
+
+
+def test_task_options_are_checked_and_named():
+    with pytest.raises(InputError, match="^task_options:"):
+        Qwen3VLRunTask().run(None, "ocr", "", "Greedy", 6, image=_batch(1), task_options={"language": "English"})
+    for args, name in [(("Elvish", "Flux short", 60.0), "language"), (("auto", "Flux huge", 60.0), "style"),
+                       (("auto", "Flux short", 0.0), "fov")]:
+        with pytest.raises(InputError, match=f"^{name}:"):
+            Qwen3VLTaskOptions().options(*args)
 
 
 def test_batch_is_one_run_with_one_conversation_per_image_and_parse_task_reads_it_back(dense, runs, monkeypatch):
@@ -143,9 +184,10 @@ def test_bad_inputs_are_named_before_any_generation(dense, runs, task, kwargs, i
 def test_task_workflows(name, tasks):
     wf = json.loads((Path(__file__).resolve().parents[1] / "workflows" / name).read_text(encoding="utf-8"))
     nodes = {n["id"]: n for n in wf["nodes"]}
-    task_nodes = [n for n in wf["nodes"] if n["type"] == "Qwen3VL_Task"]
+    task_nodes = [n for n in wf["nodes"] if n["type"] == "Qwen3VL_RunTask"]
+    assert not [n for n in wf["nodes"] if n["type"] == "Qwen3VL_Task"]  # shipped workflows use the lean node
     assert [n["widgets_values"][0] for n in task_nodes] == tasks
-    assert all(n["widgets_values"][5] == 0 for n in task_nodes)  # max_new_tokens: the task's default
+    assert all(n["widgets_values"][3] == 0 for n in task_nodes)  # max_new_tokens: the task's default
     note = next(n for n in wf["nodes"] if n["type"] == "Note")["widgets_values"][0]
     assert "models/LLM" in note
     fed = {(nodes[lk[1]]["type"], task_nodes[0]["inputs"][lk[4]]["name"]) for lk in wf["links"] if lk[3] == task_nodes[0]["id"]}
@@ -163,7 +205,6 @@ def test_task_node_shows_live_text_and_refuses_a_thinking_draft(tmp_path, monkey
     """Live text reaches the node like Generate's; a Thinking answer cut off while thinking is not parsed."""
     from qwen3vl_pack.loaders.cache import load_model
     from qwen3vl_pack.nodes import comfy_services
-    from qwen3vl_pack.nodes.task import Qwen3VLTask
     from qwen3vl_pack.tests.tiny_model import build_tiny_model
     from qwen3vl_pack.utils.errors import InputError
 
@@ -173,5 +214,5 @@ def test_task_node_shows_live_text_and_refuses_a_thinking_draft(tmp_path, monkey
     bundle = load_model(str(path), [], dtype="fp32", attention="sdpa", device="cpu")
     image = torch.rand(1, 64, 64, 3)
     with pytest.raises(InputError, match="^max_new_tokens:"):
-        Qwen3VLTask().run(bundle, "points", "cat", "auto", "detailed", 60.0, 6, "Greedy", 0, image=image)
+        Qwen3VLRunTask().run(bundle, "points", "cat", "Greedy", 6, image=image)
     assert shown and "[thinking]" in shown[-1]

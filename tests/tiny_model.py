@@ -92,8 +92,10 @@ def thinking_chat_template(instruct_template: str) -> str:
     return instruct_template.replace(_GENERATION_PROMPT, thinking)
 
 
-def build_tokenizer(thinking: bool = False):
-    """A Qwen2Tokenizer with Qwen's special tokens and Qwen3-VL's chat template (Thinking's with ``thinking``)."""
+def build_tokenizer(thinking: bool = False, template: str | None = None, id_shift: int = 0):
+    """A Qwen2Tokenizer with Qwen's special tokens and Qwen3-VL's chat template (Thinking's with ``thinking``),
+    or ``template`` when given (Qwen3.5's, see tests/tiny_qwen35.py). ``id_shift`` reserved tokens go before
+    Qwen's special tokens, so their ids differ from the Qwen3-VL fixture's."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
@@ -111,12 +113,15 @@ def build_tokenizer(thinking: bool = False):
                                    encoding="utf-8")
             tokenizer = Qwen2TokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file),
                                            unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    reserved = [f"<|reserved_{i}|>" for i in range(id_shift)]
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in reserved + SPECIAL_TOKENS])
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in PLAIN_ADDED_TOKENS])
     tokenizer.eos_token = "<|im_end|>"
     tokenizer.pad_token = "<|endoftext|>"
-    template = CHAT_TEMPLATE_FILE.read_text(encoding="utf-8")
-    tokenizer.chat_template = thinking_chat_template(template) if thinking else template
+    if template is None:
+        template = CHAT_TEMPLATE_FILE.read_text(encoding="utf-8")
+        template = thinking_chat_template(template) if thinking else template
+    tokenizer.chat_template = template
     return tokenizer
 
 
@@ -210,7 +215,15 @@ def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int =
 
     ``size="vllm"`` gives the slightly larger shape that vLLM's CPU attention accepts (head_dim 64).
     ``thinking``: with Qwen3-VL-*-Thinking's chat template (the generation prompt opens ``<think>``).
+    ``family`` 'qwen3_5' / 'qwen3_5_moe': a tiny Qwen3.5 (tests/tiny_qwen35.py; transformers >= 5.2).
     """
+    if family in ("qwen3_5", "qwen3_5_moe"):
+        if __package__:
+            from .tiny_qwen35 import build_tiny_qwen35
+        else:  # run as a script: python tests/tiny_model.py DIR qwen3_5
+            from tiny_qwen35 import build_tiny_qwen35
+
+        return build_tiny_qwen35(path, moe=family == "qwen3_5_moe", seed=seed, size=size)
     import torch
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
@@ -231,6 +244,8 @@ def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int =
                       tokenizer.convert_tokens_to_ids("<|endoftext|>")],
         pad_token_id=tokenizer.pad_token_id,
         do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0,
+        # an Instruct stand-in never writes <think> tags (its random weights otherwise sometimes would)
+        suppress_tokens=None if thinking else tokenizer.convert_tokens_to_ids(["<think>", "</think>"]),
     )
     model.save_pretrained(path, safe_serialization=True)
     build_processor(tokenizer).save_pretrained(path)

@@ -16,7 +16,7 @@ VIRTUAL = {"Note", "MarkdownNote", "Reroute"}  # frontend-only nodes, never sent
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # Combos whose options depend on the user's machine (files in input/ or models/LLM).
 DYNAMIC_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("Qwen3VL_ModelLoader", "model"),
-                  ("Qwen3VL_LoraLoader", "lora")}
+                  ("Qwen3VL_LoraLoader", "lora"), ("CheckpointLoaderSimple", "ckpt_name")}
 FRONTEND_EXTRA_WIDGETS = {"PreviewAny": 1}  # the frontend's read-only preview box may be saved
 
 
@@ -60,6 +60,22 @@ def widget_inputs(spec: dict) -> list[tuple[str, str, dict]]:
             if opts.get("image_upload") or opts.get("video_upload"):
                 out.append((f"{name}:upload", "UPLOAD", {}))
     return out
+
+
+# Widgets appended to released nodes (optional, with a default): workflows saved before may lack their values; the
+# frontend assigns saved values by position and leaves these at their default. ``thinking``: issue 18.
+APPENDED_LATER = ("thinking",)
+
+
+def _appended_later(spec: dict, widgets: list[tuple[str, str, dict]]) -> int:
+    """How many trailing widgets (of :data:`APPENDED_LATER`) a workflow saved before they existed may lack."""
+    optional = spec["input"].get("optional", {})
+    count = 0
+    for name, _, opts in reversed(widgets):
+        if name not in APPENDED_LATER or name not in optional or "default" not in opts:
+            break
+        count += 1
+    return count
 
 
 def socket_types(spec: dict) -> dict[str, str]:
@@ -123,7 +139,7 @@ def check_workflow(wf: dict, specs: dict) -> list[str]:
             problems.append(f"{where}: dict widgets_values are not checked here")
             continue
         extra = FRONTEND_EXTRA_WIDGETS.get(node["type"], 0)
-        if not len(widgets) <= len(values) <= len(widgets) + extra:
+        if not len(widgets) - _appended_later(spec, widgets) <= len(values) <= len(widgets) + extra:
             problems.append(f"{where}: {len(values)} widget values for {len(widgets)} widgets "
                             f"{[w[0] for w in widgets]}")
         for (name, typ, opts), value in zip(widgets, values, strict=False):

@@ -227,21 +227,48 @@ class SaveReport:
     written: list[Path] = field(default_factory=list)
     appended: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+    cut_off: list[Path] = field(default_factory=list)  # still thinking at max_new_tokens: nothing written
     policy: str = "skip"
 
     def add(self, status: str, target: Path) -> None:
         getattr(self, status).append(target)
 
     def text(self) -> str:
-        total = len(self.written) + len(self.appended) + len(self.skipped)
+        total = len(self.written) + len(self.appended) + len(self.skipped) + len(self.cut_off)
         if not total:
             return "0 captions: nothing to write (no images came in; with skip_captioned, all may be captioned)."
         why = " (caption file already there; policy skip keeps it)" if self.skipped else ""
+        cut = f", {len(self.cut_off)} cut off while thinking (not written)" if self.cut_off else ""
         lines = [f"{total} caption(s): {len(self.written)} written, {len(self.appended)} appended, "
-                 f"{len(self.skipped)} skipped{why}; policy: {self.policy}"]
+                 f"{len(self.skipped)} skipped{why}{cut}; policy: {self.policy}"]
         for label in ("written", "appended", "skipped"):
             lines += [f"{label}: {printable(p)}" for p in getattr(self, label)]
+        lines += [f"cut off: {printable(p)}" for p in self.cut_off]
+        if self.cut_off:
+            lines.append(CUT_OFF_ADVICE)
         return "\n".join(lines)
+
+
+CUT_OFF_ADVICE = ("A caption cut off while the model was still thinking is not written (its draft reasoning is no "
+                  "caption): raise max_new_tokens (Thinking models reason first; Qwen suggests up to 40960) or use "
+                  "an Instruct model, then run again (policy skip captions only what is missing).")
+
+
+class CutOffCaption(str):
+    """The caption of an image whose answer stopped inside the model's reasoning: empty, and never written."""
+
+    def __new__(cls) -> CutOffCaption:
+        return super().__new__(cls, "")
+
+
+def caption_report(captions: Sequence[str], max_new_tokens: int) -> str:
+    """Batch Caption's report: how many captions, and which images (1-based) were cut off while thinking."""
+    cut = [i + 1 for i, c in enumerate(captions) if isinstance(c, CutOffCaption)]
+    head = f"{len(captions) - len(cut)} of {len(captions)} image(s) captioned"
+    if not cut:
+        return head + "."
+    return (f"{head}; {len(cut)} cut off while thinking after {max_new_tokens} tokens, no caption: image "
+            f"{', '.join(map(str, cut))}. " + CUT_OFF_ADVICE)
 
 
 def caption_folder(folder: str) -> Path | None:
@@ -309,7 +336,10 @@ def save_captions(captions: Sequence[str], paths: Sequence[str], policy: str = "
     lines = check_captions(captions)
     input_name = "output_dir" if caption_folder(output_dir) is not None else "paths"
     report = SaveReport(policy=policy)
-    for line, target in zip(lines, plan_targets(paths, output_dir, extension, policy), strict=True):
+    for caption, line, target in zip(captions, lines, plan_targets(paths, output_dir, extension, policy), strict=True):
+        if isinstance(caption, CutOffCaption):
+            report.add("cut_off", target)
+            continue
         report.add(write_caption(target, line, policy, input_name), target)
     logger.info("captions (policy %s): %d written, %d appended, %d skipped", policy, len(report.written),
                 len(report.appended), len(report.skipped))

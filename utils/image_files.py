@@ -202,6 +202,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if mode == "RGB" else image.convert("RGB")
 
 
+def read_error_text(err: BaseException) -> str:
+    """Why a file could not be read, for people: PIL's "cannot identify image file <_io.BufferedReader name=3>"
+    becomes "not an image in a format Pillow reads (or a damaged one)"."""
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image in a format Pillow reads (or a damaged one)"
+    return f"{type(err).__name__}: {err}"
+
+
 def read_rgb(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode an image file as RGB. Raises one of ``READ_ERRORS`` if it cannot.
 
@@ -244,7 +252,7 @@ def iter_readable(paths: Iterable[Path], skipped: list[Path] | None = None) -> I
             if max(image.size) > MAX_ASPECT * max(1, min(image.size)):
                 raise ValueError(f"{image.width}x{image.height} is too elongated for Qwen3-VL (over {MAX_ASPECT}:1)")
         except READ_ERRORS as err:
-            logger.warning("skipping unreadable image %s (%s: %s)", printable(path), type(err).__name__, err)
+            logger.warning("skipping unreadable image %s (%s)", printable(path), read_error_text(err))
             if skipped is not None:
                 skipped.append(path)
             continue

@@ -26,36 +26,41 @@ def prompt_opens_think(rendered_prompt: str) -> bool:
     return turn.rfind(THINK_OPEN) > turn.rfind(THINK_CLOSE)
 
 
-def split_thinking(text: str, opened: bool = False) -> tuple[str, str]:
+def _opens_with_think(text: str) -> bool:
+    return text.lstrip().startswith(THINK_OPEN)
+
+
+def split_thinking(text: str, opened: bool | None = None) -> tuple[str, str]:
     """Split a decoded answer into ``(thinking, answer)``, both stripped.
 
-    ``opened`` (see :func:`prompt_opens_think`): the prompt already opened ``<think>``. Handles
-    ``<think>...</think>answer`` and, with or without ``opened``, ``reasoning</think>answer``. Without any
-    ``</think>`` the output stopped while thinking when ``opened`` is True or the output opened ``<think>``
-    itself: everything after that opening is thinking and the answer is empty (or what came before the tag).
-    Otherwise (an Instruct model) everything is the answer. :func:`ends_in_thinking` tells the caller whether
-    the answer was cut off.
+    ``<think>`` counts as thinking only when the prompt opened it (``opened``, see :func:`prompt_opens_think`)
+    or the answer starts with it; a ``<think>`` anywhere else is words of the answer (an Instruct model, or a
+    random test model, may write the tag). So:
+
+    - ``opened`` True: ``reasoning</think>answer``; without ``</think>`` it is all thinking (cut off).
+    - the answer starts with ``<think>``: ``<think>reasoning</think>answer``; without ``</think>``, all thinking.
+    - ``opened`` False (the prompt is known not to open it): everything else is the answer.
+    - ``opened`` None (unknown: text from anywhere, a server that cannot tell): as False, except that a
+      ``</think>`` still ends the reasoning (``reasoning</think>answer`` from a template that opened it).
+
+    :func:`ends_in_thinking` tells the caller whether the answer was cut off.
     """
-    if THINK_CLOSE in text:
-        head, _, answer = text.partition(THINK_CLOSE)
-        thinking = head.split(THINK_OPEN, 1)[1] if THINK_OPEN in head else head
+    if opened or _opens_with_think(text) or (opened is None and THINK_CLOSE in text):
+        body = text.lstrip()
+        if body.startswith(THINK_OPEN):
+            body = body[len(THINK_OPEN):]
+        if THINK_CLOSE not in body:
+            return body.strip(), ""
+        thinking, _, answer = body.partition(THINK_CLOSE)
         return thinking.strip(), answer.strip()
-    if THINK_OPEN in text:
-        before, _, thinking = text.partition(THINK_OPEN)
-        return thinking.strip(), before.strip()
-    if opened:
-        return text.strip(), ""
     return "", text.strip()
 
 
-def ends_in_thinking(text: str, opened: bool = False) -> bool:
-    """Whether the output stopped inside a ``<think>`` block, i.e. before its answer (usually because
-    max_new_tokens ran out). ``opened`` as in :func:`split_thinking`: the last tag of the output decides,
-    and with no tag at all the prompt's open ``<think>`` does."""
-    last_open, last_close = text.rfind(THINK_OPEN), text.rfind(THINK_CLOSE)
-    if last_open < 0 and last_close < 0:
-        return opened
-    return last_open > last_close
+def ends_in_thinking(text: str, opened: bool | None = None) -> bool:
+    """Whether the output stopped inside its reasoning, before any answer (usually because max_new_tokens ran
+    out): the prompt opened ``<think>`` or the output starts with it, and no ``</think>`` follows.
+    ``opened`` as in :func:`split_thinking`."""
+    return bool(opened or _opens_with_think(text)) and THINK_CLOSE not in text
 
 
 def cut_off_note(new_tokens: int, max_new_tokens: int | None = None) -> str:
@@ -66,18 +71,44 @@ def cut_off_note(new_tokens: int, max_new_tokens: int | None = None) -> str:
             f"Thinking models).")
 
 
+RAISE_TOKENS = ("Raise max_new_tokens: Thinking models reason before they answer (Qwen suggests up to 40960); or use "
+                "an Instruct model.")
+
+
+def cut_off_indices(results) -> list[int]:
+    """Indices of the results whose answer was cut off while thinking (``answer_cut_off``)."""
+    return [i for i, r in enumerate(results) if getattr(r, "answer_cut_off", False)]
+
+
+def cut_off_message(cut: list[int], total: int, max_new_tokens: int, what: str = "image") -> str:
+    """'image 2, 5 of 16: still thinking after N tokens, ...' naming the cut-off answers (1-based)."""
+    which = ", ".join(str(i + 1) for i in cut)
+    return (f"{what} {which} of {total}: the model was still thinking after {max_new_tokens} tokens, so there is no "
+            f"answer for {'it' if len(cut) == 1 else 'them'} (its draft reasoning is not used). " + RAISE_TOKENS)
+
+
+def complete_answers(results, max_new_tokens: int, what: str = "image") -> tuple[list[str], str]:
+    """The answers to parse, ``""`` for each one cut off while thinking (its draft reasoning must not become
+    boxes or points), and a note naming those (``""`` when none). Refused only when every answer was cut off."""
+    cut = cut_off_indices(results)
+    if cut and len(cut) == len(results):
+        which = f"every {what} ({len(results)})" if len(results) > 1 else f"the {what}"
+        raise InputError("max_new_tokens", f"the model was still thinking after {max_new_tokens} tokens for {which}, "
+                         "so there is no answer yet (its draft reasoning is not used).", RAISE_TOKENS)
+    texts = ["" if i in cut else r.text for i, r in enumerate(results)]
+    return texts, cut_off_message(cut, len(results), max_new_tokens, what) if cut else ""
+
+
 def check_answers_complete(results, max_new_tokens: int, what: str = "image") -> None:
     """Refuse results whose answer was cut off while thinking (``answer_cut_off``): their draft reasoning
-    must not be taken for an answer (boxes parsed from it, captions written from it)."""
-    cut = [i for i, r in enumerate(results) if getattr(r, "answer_cut_off", False)]
+    must not be taken for an answer."""
+    cut = cut_off_indices(results)
     if not cut:
         return
     which = f"{what} {cut[0] + 1}" if len(results) > 1 else f"the {what}"
     more = f" (and {len(cut) - 1} more of {len(results)})" if len(cut) > 1 else ""
     raise InputError("max_new_tokens", f"the model was still thinking after {max_new_tokens} tokens for {which}"
-                     f"{more}, so there is no answer yet (its draft reasoning is not used).",
-                     "Raise max_new_tokens: Thinking models reason before they answer (Qwen suggests up to 40960); "
-                     "or use an Instruct model.")
+                     f"{more}, so there is no answer yet (its draft reasoning is not used).", RAISE_TOKENS)
 
 
 def collapse_pad_runs(text: str) -> str:
@@ -96,6 +127,7 @@ def format_info(result, options=None, model_name: str = "") -> str:
     lines = []
     if getattr(result, "answer_cut_off", False):
         lines.append(cut_off_note(result.new_tokens, getattr(options, "max_new_tokens", None)))
+    lines.extend(getattr(result, "notes", None) or ())
     if model_name:
         lines.append(f"model: {model_name}")
     if options is not None:
@@ -103,6 +135,7 @@ def format_info(result, options=None, model_name: str = "") -> str:
                     f"temperature {options.temperature}, top_p {options.top_p}, top_k {options.top_k}")
         lines.append(f"preset: {options.preset} ({sampling}, repetition_penalty {options.repetition_penalty}, "
                      f"presence_penalty {options.presence_penalty}, seed {options.seed})")
+        lines.append(f"thinking: {getattr(options, 'thinking', 'auto')}")
     lines.append(f"prompt tokens: {result.prompt_tokens}")
     lines.append(f"generated tokens: {result.new_tokens}")
     if result.visual_tokens:

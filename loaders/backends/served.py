@@ -139,11 +139,23 @@ def request_payload(bundle: ServerBundle, conversation: list[dict], options: Gen
         payload["repetition_penalty"] = options.repetition_penalty
     if req.media_io_kwargs is not None:
         payload["media_io_kwargs"] = {"video": req.media_io_kwargs}
+    if options.thinking != "auto":  # Qwen3.5's switch (vLLM, SGLang, llama-server pass it to the chat template)
+        payload["chat_template_kwargs"] = {"enable_thinking": options.thinking == "on"}
     return payload, req
 
 
-def _result(bundle: ServerBundle, stream: StreamResult, req, seconds: float) -> GenerationResult:
-    opened = bool(bundle.opens_think)
+THINKING_SENT_NOTE = ("thinking {mode}: sent to the server as chat_template_kwargs.enable_thinking = {value} "
+                      "(a chat template without that switch, e.g. Qwen3-VL's, ignores it).")
+
+
+def _opened(bundle: ServerBundle, thinking: str) -> bool | None:
+    """Whether the server's prompt opened ``<think>``: the switch when on/off; for auto the probe at connect time
+    (None: the server cannot tell, then only a leading ``<think>`` or a ``</think>`` counts)."""
+    return bundle.opens_think if thinking == "auto" else thinking == "on"
+
+
+def _result(bundle: ServerBundle, stream: StreamResult, req, seconds: float, mode: str = "auto") -> GenerationResult:
+    opened = _opened(bundle, mode)
     if stream.has_reasoning_field:  # the server split it (vLLM --reasoning-parser)
         thinking, text = stream.reasoning.strip(), stream.content.strip()
         raw = f"<think>{stream.reasoning}</think>{stream.content}"
@@ -158,7 +170,9 @@ def _result(bundle: ServerBundle, stream: StreamResult, req, seconds: float) -> 
                             rendered_prompt=f"(rendered by the server at {bundle.base_url})",
                             visual_tokens=list(req.visual_tokens), video_tokens=list(req.video_tokens),
                             seconds=seconds, completion_tokens=int(completion),
-                            finish_reason=stream.finish_reason, answer_cut_off=cut_off)
+                            finish_reason=stream.finish_reason, answer_cut_off=cut_off,
+                            notes=[] if mode == "auto" else
+                            [THINKING_SENT_NOTE.format(mode=mode, value=str(mode == "on").lower())])
 
 
 def _digest(payload: dict) -> str:
@@ -231,7 +245,7 @@ class _Run:
             if self.cancel.is_set() and stream.finish_reason is None:
                 self.events.put((seq, "cancelled", None))  # a part of an answer is never handed out
                 return
-            result = _result(self.bundle, stream, req, time.perf_counter() - start)
+            result = _result(self.bundle, stream, req, time.perf_counter() - start, self.options.thinking)
             _remember(digest, result)
             self.events.put((seq, "done", result))
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread, which raises it
@@ -333,7 +347,7 @@ class _Run:
         if self.reasoning.get(seq):
             self.hooks.on_text(self.reasoning[seq], content)
         else:
-            self.hooks.on_text(*split_thinking(content, bool(self.bundle.opens_think)))
+            self.hooks.on_text(*split_thinking(content, _opened(self.bundle, self.options.thinking)))
 
 
 def _remember(digest: str, result: GenerationResult) -> None:
