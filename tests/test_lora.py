@@ -221,3 +221,19 @@ def test_key_variants_apply_like_the_wrapper_layout(variant, adapters, tiny_mode
     save_file(renamed, str(folder / "adapter_model.safetensors"))
     base = _dense(tiny_models["dense"])
     assert _pack_ids(with_adapter(base, str(folder))) == _pack_ids(with_adapter(base, str(src)))
+
+
+QWEN35_TARGETS = ["q_proj", "v_proj", "o_proj", "in_proj_qkv", "out_proj", "gate_proj", "down_proj", "qkv"]
+
+
+@pytest.mark.parametrize("layout", ["wrapper", "text"])
+def test_qwen35_answers_equal_peft_model(layout, qwen35_models, tmp_path):
+    """Qwen3.5 (linear + full attention layers, vision tower): the same equality with PeftModel, both layouts."""
+    model_dir = qwen35_models["dense"]
+    adapter = build_tiny_lora(model_dir, tmp_path / layout, QWEN35_TARGETS, layout, seed=11)
+    reference = adapter if layout == "wrapper" else build_tiny_lora(model_dir, tmp_path / "ref", QWEN35_TARGETS,
+                                                                    "wrapper", seed=11)
+    base = _dense(model_dir)
+    ids = _pack_ids(with_adapter(base, str(adapter)))
+    assert ids == _peft_ids(model_dir, [reference]) and ids != _pack_ids(base)
+    assert any(".linear_attn." in n for n in _prepared(base, adapter).weights)
