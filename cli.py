@@ -60,6 +60,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", choices=ATTENTIONS, default="auto")
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
+                   help="a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), strength "
+                        "0..2 (default 1); repeat to stack adapters")
     served = p.add_argument_group("served engine (instead of --model)")
     served.add_argument("--server", metavar="URL", help="an OpenAI-compatible server's API address, e.g. "
                         "http://127.0.0.1:8000/v1 (vLLM, SGLang, llama-server, Ollama, LM Studio)")
@@ -102,24 +105,63 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_caption import add_caption_parser
 
     add_caption_parser(sub, _add_model_args, _add_generation_args)
+    layout = sub.add_parser("lora-layout", help="copy a LoRA adapter with its keys in the vision-language wrapper "
+                            "layout that vLLM maps (an adapter trained on the text-only layout is otherwise served "
+                            "as a silent no-op)")
+    layout.add_argument("adapter", help="the adapter folder (adapter_config.json + adapter_model.safetensors)")
+    layout.add_argument("output", help="a new folder for the copy")
     return parser
+
+
+def cmd_lora_layout(args) -> int:
+    from .loaders.lora import to_wrapper_layout
+
+    count = to_wrapper_layout(args.adapter, args.output)
+    _out(f"{count} modules written to {args.output} in the wrapper layout (model.language_model. / model.visual.)")
+    return 0
 
 
 def load_from_args(args):
     from .loaders.cache import load_model
+    from .loaders.lora import with_adapter
 
     if args.server:
         from .loaders.backends.served import connect
 
         if args.model:
             logger.warning("--model is ignored: --server answers instead.")
+        if args.lora:
+            from .utils.errors import InputError
+
+            raise InputError("--lora", "applies to a local model; a server applies its own adapters.",
+                             "Start vLLM with --enable-lora --lora-modules NAME=PATH and pass --server-model NAME.")
         return connect(args.server, args.server_model, args.api_key_env, args.timeout, args.concurrency)
+    loras = [parse_lora_arg(spec) for spec in args.lora]  # a bad spec fails before the model loads
     model = args.model
     if not model:
         logger.warning(TINY_WARNING)
         model = str(tiny_model_dir())
-    return load_model(str(Path(model).expanduser().resolve()), [], dtype=args.dtype, attention=args.attention,
-                      quantization=args.quantization, device=args.device, input_name="--model")
+    bundle = load_model(str(Path(model).expanduser().resolve()), [], dtype=args.dtype, attention=args.attention,
+                        quantization=args.quantization, device=args.device, input_name="--model")
+    for path, dirs, strength in loras:
+        bundle = with_adapter(bundle, path, dirs, strength, input_name="--lora")
+    return bundle
+
+
+def parse_lora_arg(spec: str) -> tuple[str, list[str], float]:
+    """``PATH[:STRENGTH]`` as (absolute path, search dirs, strength); a colon that is part of the path (``C:\\x``)
+    stays in it."""
+    from .utils.errors import InputError
+
+    path, strength = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and not tail.startswith(("\\", "/")):
+        try:
+            path, strength = head, float(tail)
+        except ValueError:
+            raise InputError("--lora", f"{spec!r}: the strength after the last ':' must be a number, got {tail!r}.",
+                             "Write --lora PATH or --lora PATH:0.8.") from None
+    return str(Path(path).expanduser().resolve()), [], strength
 
 
 def options_from_args(args):
@@ -145,6 +187,7 @@ def read_image(path: str):
 
 
 def cmd_ask(args) -> int:
+    from .loaders.lora import describe
     from .loaders.tasks import ask
     from .utils.text import format_info
 
@@ -156,7 +199,7 @@ def cmd_ask(args) -> int:
         _out(f"[thinking]\n{result.thinking}\n[answer]")
     _out(result.text)
     if args.info:
-        _out(format_info(result, options, Path(bundle.path).name))
+        _out(format_info(result, options, describe(bundle)))
     return 0
 
 
@@ -174,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"ask": cmd_ask, "caption": cmd_caption}[args.command](args)
+        return {"ask": cmd_ask, "caption": cmd_caption, "lora-layout": cmd_lora_layout}[args.command](args)
     except Qwen3VLError as err:
         logger.error("%s", cli_message(err, parser, args.command))
         return 2

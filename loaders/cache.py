@@ -1,7 +1,8 @@
 """The one global model cache: load a Qwen3-VL / Qwen3.5 once, hand the same objects to every node.
 
 Keys hold everything that changes the loaded weights (folder, family, dtype, attention,
-quantization, device). A :class:`ModelBundle` carries the key and the settings; its ``model`` and
+quantization, device). LoRA adapters are not in the key: a bundle names them and ``loaders.lora`` adds them
+to the shared model only while that bundle generates. A :class:`ModelBundle` carries the key and the settings; its ``model`` and
 ``processor`` are looked up in the cache when used, so ``unload`` really frees the weights even
 while ComfyUI still holds the bundle in its output cache (the next use reloads them).
 """
@@ -50,6 +51,7 @@ class _Entry:
     processor: object
     bundle: ModelBundle
     kept: bool = False  # some loader asked to keep this model loaded: runs of others do not free it
+    attached: dict = field(default_factory=dict)  # what lives and dies with this model (LoRA adapters matched to it)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class ModelBundle:
 
     key: CacheKey
     keep_loaded: bool = field(default=True, compare=False)
+    # LoRA adapters (loaders.lora.AdapterRef: folder, strength, file fingerprint) applied while this bundle
+    # generates. They are part of the bundle's identity but not of the cache key: the base weights are shared.
+    adapters: tuple = ()
 
     family = property(lambda self: self.key.family)
     dtype = property(lambda self: self.key.dtype)
@@ -139,6 +144,12 @@ def release_after_run(bundle: ModelBundle) -> None:
         if entry is None or entry.kept:
             return
     unload(bundle.key)
+
+
+def attached(bundle: ModelBundle) -> dict:
+    """Storage that lives as long as ``bundle``'s model stays in the cache (loading it if needed) and is freed with
+    it by :func:`unload`: ``loaders.lora`` keeps the adapters it has matched to the model there."""
+    return _acquire(bundle.key, bundle.keep_loaded).attached
 
 
 def _is_cached(key: CacheKey) -> bool:

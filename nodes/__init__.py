@@ -9,6 +9,7 @@ from .generate import Qwen3VLGenerate
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .interop import Qwen3VLBBoxToBoundingBox
 from .loader import Qwen3VLModelLoader
+from .lora import Qwen3VLLoraLoader
 from .memory import Qwen3VLUnload
 from .option_nodes import Qwen3VLSampling, Qwen3VLVideoOptions
 from .run_task import Qwen3VLRunTask, Qwen3VLTaskOptions
@@ -18,6 +19,7 @@ from .task import Qwen3VLParseTask, Qwen3VLTask
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_ServerModel": Qwen3VLServerModel,
+    "Qwen3VL_LoraLoader": Qwen3VLLoraLoader,
     "Qwen3VL_Generate": Qwen3VLGenerate,
     "Qwen3VL_Sampling": Qwen3VLSampling,
     "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
@@ -38,6 +40,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL / Qwen3.5 Model Loader",
     "Qwen3VL_ServerModel": "Qwen3-VL / Qwen3.5 Server Model",
+    "Qwen3VL_LoraLoader": "Qwen3-VL / Qwen3.5 LoRA Loader",
     "Qwen3VL_Generate": "Qwen3-VL / Qwen3.5 Generate",
     "Qwen3VL_Sampling": "Qwen3-VL Sampling",
     "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",

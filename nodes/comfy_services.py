@@ -97,6 +97,18 @@ def llm_dirs() -> list[str]:
         return []
 
 
+def lora_dirs() -> list[str]:
+    """Where LoRA adapter folders are looked for: every ``loras`` folder (models/loras and extra_model_paths.yaml
+    entries), then every ``LLM`` folder."""
+    if folder_paths is None:
+        return []
+    try:
+        loras = list(folder_paths.get_folder_paths("loras"))
+    except KeyError:
+        loras = []
+    return loras + [d for d in llm_dirs() if d not in loras]
+
+
 def default_device() -> str:
     """ComfyUI's device (honours --cpu etc.) as a loader device name; 'auto' without ComfyUI."""
     if model_management is None:

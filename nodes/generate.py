@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..loaders.lora import describe
 from ..loaders.tasks import converse
 from ..utils.images import image_batch_to_list
 from ..utils.messages import CHAT_TYPE
@@ -100,6 +99,6 @@ class Qwen3VLGenerate:
                          video_sampling=frames, min_visual_tokens=min_visual_tokens,
                          max_visual_tokens=max_visual_tokens, on_step=feedback.on_step, on_text=feedback.on_text)
         feedback.finish()
-        info = format_info(reply.result, options, Path(model.path).name)
+        info = format_info(reply.result, options, describe(model))
         info = "\n".join(reply.notes + (info,))
         return (reply.result.text, reply.result.thinking, info, reply.chat)

@@ -35,6 +35,7 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
 LOADER = "Qwen3VL_ModelLoader"
 SERVER = "Qwen3VL_ServerModel"
+LORA = "Qwen3VL_LoraLoader"
 VLLM_URL = os.environ.get("QWEN3VL_VLLM_URL", "")
 TINY_TOKENS = 256  # the tier's max_new_tokens for Task nodes (their 0 = the task default, up to 4096 tokens)
 LISTED_NAMES = ("Qwen3-VL-2B-Instruct", "Qwen3.5-2B")  # what the workflows pick: not in the empty list
@@ -51,17 +52,31 @@ def comfy_env(tmp_path_factory):
     build = subprocess.run([PYTHON, str(ROOT / "tests" / "tiny_model.py"), str(model_dir), "dense"],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
+    lora_dir = _tiny_lora(base / "elsewhere" / "my-tiny-lora")  # given through lora_path, like the model
+    shutil.copytree(lora_dir, base / "loras" / "listed-lora")  # and one in the loras folder, for the list
     qwen35_dir = base / "elsewhere" / "my-tiny-qwen35"
     build = subprocess.run([PYTHON, str(ROOT / "tests" / "tiny_model.py"), str(qwen35_dir), "qwen3_5"],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
     yaml = base / "extra_model_paths.yaml"
-    yaml.write_text(f"qwen3vl_tests:\n  base_path: {base}\n  LLM: LLM\n", encoding="utf-8")
+    yaml.write_text(f"qwen3vl_tests:\n  base_path: {base}\n  LLM: LLM\n  loras: loras\n", encoding="utf-8")
     images = base / "caption_images"
     images.mkdir()
     for i in range(3):
         shutil.copy(INPUTS[0], images / f"img_{i}.png")
-    return {"yaml": yaml, "images": images, "runs": base / "runs", "model": model_dir, "qwen35": qwen35_dir}
+    return {"yaml": yaml, "images": images, "runs": base / "runs", "model": model_dir, "lora": lora_dir,
+            "qwen35": qwen35_dir}
+
+
+def _tiny_lora(dst: Path) -> Path:
+    """A tiny peft adapter (text + vision targets), made with this Python (ComfyUI's need not have peft) on a tiny
+    model of the same sizes as the one ComfyUI loads."""
+    pytest.importorskip("peft", reason="peft is in requirements-test.txt")
+    from qwen3vl_pack.tests.tiny_lora import TEXT_TARGETS, VISION_TARGETS, build_tiny_lora
+    from qwen3vl_pack.tests.tiny_model import build_tiny_model
+
+    model = build_tiny_model(dst.parent / "lora-base", "dense")
+    return build_tiny_lora(model, dst, TEXT_TARGETS + VISION_TARGETS)
 
 
 def _harness(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -145,6 +160,9 @@ def _prepare(workflow: Path, env: dict, dst: Path, model_key: str = "model") -> 
         assert node["widgets_values"][_widget_index("model")] in LISTED_NAMES  # not in the empty list
         node["widgets_values"][_widget_index("model_path")] = str(env[model_key])
     for node in wf["nodes"]:
+        if node["type"] == LORA:  # widgets: lora, strength, lora_path
+            assert node["widgets_values"][0] not in ("", "listed-lora")  # a name this machine does not have
+            node["widgets_values"][2] = str(env["lora"])
         _complete_appended_widgets(node)
         if model_key == "qwen35" and "max_new_tokens" in _widget_names(node["type"]):  # random text: cap it
             index = _widget_names(node["type"]).index("max_new_tokens")
@@ -180,6 +198,13 @@ def test_models_folder_is_empty_in_comfyui(comfy_env):
     assert info[LOADER]["input"]["required"]["model"][0] == ["(no Qwen3-VL folder found in models/LLM)"]
 
 
+def test_lora_list_comes_from_extra_model_paths(comfy_env):
+    out = _harness(comfy_env, "--object-info-only", LORA)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    info = json.loads(out.stdout[out.stdout.index("{"):])
+    assert info[LORA]["input"]["required"]["lora"][0] == ["listed-lora"]
+
+
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
 def test_workflow_runs_in_real_comfyui_with_model_path_only(workflow, comfy_env, tmp_path):
     wf = _prepare(workflow, comfy_env, tmp_path / workflow.name)
@@ -187,6 +212,9 @@ def test_workflow_runs_in_real_comfyui_with_model_path_only(workflow, comfy_env,
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     result = json.loads(out.stdout[out.stdout.index("{"):])
     assert result["status"] == "success" and result["outputs"]
+    if any(node["type"] == LORA for node in json.loads(wf.read_text(encoding="utf-8"))["nodes"]):
+        log = max(comfy_env["runs"].glob("*/server.log"), key=lambda p: p.stat().st_mtime)
+        assert "LoRA my-tiny-lora: 28 modules changed at strength 1" in log.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", QWEN35_WORKFLOWS)

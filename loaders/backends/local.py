@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from ...utils.errors import GenerationOOMError
 from ...utils.presets import GenerationOptions
 from ..cache import ModelBundle, release_after_run, unload
 from ..engine import GenerationResult, generate
+from ..lora import applied, describe
 from .base import NO_HOOKS, Hooks, VisualBudget, pixel_bounds
 
 logger = logging.getLogger(__name__)
@@ -51,13 +51,13 @@ class LocalBackend:
 
     def __init__(self, bundle: ModelBundle):
         self.bundle = bundle
-        self.label = Path(bundle.path).name
+        self.label = describe(bundle)
 
     def generate(self, conversations: list[list[dict]], options: GenerationOptions, budget: VisualBudget,
                  hooks: Hooks = NO_HOOKS, video_kwargs: dict | None = None,
                  oom_advice: str = OOM_ADVICE, oom_input: str = "") -> list[GenerationResult]:
         min_pixels, max_pixels = pixel_bounds(budget)
-        with unload_on_oom(self.bundle, oom_advice, oom_input):
+        with unload_on_oom(self.bundle, oom_advice, oom_input), applied(self.bundle):
             return generate(self.bundle.model, self.bundle.processor, conversations, options, min_pixels=min_pixels,
                             max_pixels=max_pixels, video_kwargs=video_kwargs, on_step=hooks.on_step,
                             on_text=hooks.on_text, text_interval=hooks.text_interval)
