@@ -3,6 +3,7 @@
 from .caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder, Qwen3VLSaveCaptions
 from .download import Qwen3VLDownloadModel
 from .generate import Qwen3VLGenerate
+from .gguf import Qwen3VLGGUFModel
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .loader import Qwen3VLModelLoader
 from .memory import Qwen3VLUnload
@@ -13,6 +14,7 @@ from .task import Qwen3VLParseTask, Qwen3VLTask
 NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_ServerModel": Qwen3VLServerModel,
+    "Qwen3VL_GGUFModel": Qwen3VLGGUFModel,
     "Qwen3VL_Generate": Qwen3VLGenerate,
     "Qwen3VL_Sampling": Qwen3VLSampling,
     "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
@@ -30,6 +32,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL Model Loader",
     "Qwen3VL_ServerModel": "Qwen3-VL Server Model",
+    "Qwen3VL_GGUFModel": "Qwen3-VL GGUF (llama.cpp)",
     "Qwen3VL_Generate": "Qwen3-VL Generate",
     "Qwen3VL_Sampling": "Qwen3-VL Sampling",
     "Qwen3VL_VideoOptions": "Qwen3-VL Video Options",
