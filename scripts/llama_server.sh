@@ -6,6 +6,8 @@
 #   scripts/llama_server.sh model     convert a tiny random Qwen3-VL to GGUF (f16 + Q8_0) and its mmproj
 #                                     into .llama-build/tiny/ (needs the pack's .venv: tests/tiny_model.py)
 #   scripts/llama_server.sh all       both; prints the env lines the GGUF tier reads
+#   scripts/llama_server.sh await F   wait for a background "build" whose exit code goes to file F, then
+#                                     "model" (.ci/run builds while the vLLM venv installs)
 #
 # The llama.cpp is the one vendored in the pinned llama-cpp-python sdist on PyPI (no Python build of it:
 # only its C++ server and quantizer, and its GGUF converter). Recipe and traps: SPEC.md section 11.
@@ -31,8 +33,7 @@ fetch_source() {
   mkdir -p "$ROOT"
   if ! ls "$ROOT"/llama_cpp_python-"$VERSION".tar.gz >/dev/null 2>&1; then
     echo "[llama] downloading the $SPEC sdist from PyPI" >&2
-    python3 -m pip download -q --no-deps --no-binary :all: --no-build-isolation "$SPEC" -d "$ROOT" 2>/dev/null \
-      || python3 -m pip download -q --no-deps --no-binary :all: "$SPEC" -d "$ROOT"
+    python3 -m pip download -q --no-deps --no-binary :all: "$SPEC" -d "$ROOT"
   fi
   tar -xzf "$ROOT"/llama_cpp_python-"$VERSION".tar.gz -C "$ROOT"
   test -f "$SRC/CMakeLists.txt" || { echo "[llama] no vendor/llama.cpp in the $SPEC sdist" >&2; exit 1; }
@@ -81,6 +82,11 @@ model() {
     --outtype f16 >>"$out/convert.log" 2>&1 || { tail -n 30 "$out/convert.log" >&2; exit 1; }
   "$BIN/llama-quantize" "$out/qwen3vl-tiny-f16.gguf" "$out/qwen3vl-tiny-Q8_0.gguf" Q8_0 \
     >>"$out/convert.log" 2>&1 || { tail -n 30 "$out/convert.log" >&2; exit 1; }
+  # a projector of another width (the wider tiny shape), for the "wrong mmproj" test
+  "$PY" tests/tiny_model.py "$hf-other" dense vllm >/dev/null
+  "$PY" scripts/gguf_convert.py "$SRC" "$hf-other" --mmproj --outfile "$out/mmproj-other-width.gguf" \
+    --outtype f16 >>"$out/convert.log" 2>&1 || { tail -n 30 "$out/convert.log" >&2; exit 1; }
+  rm -rf "$hf-other"
   echo "$SPEC" >"$out/.done"
   echo "[llama] tiny GGUF + mmproj in $out" >&2
 }
@@ -95,6 +101,14 @@ case "${1:-}" in
   build) build ;;
   model) model ;;
   all) build; model; env_lines ;;
+  await)
+    while [ ! -s "$2" ]; do sleep 5; done
+    if [ "$(cat "$2")" != 0 ]; then
+      echo "[llama] the background build failed:" >&2
+      tail -n 40 "$ROOT/cmake-build.log" "$ROOT/ci-build.log" >&2 || true
+      exit 1
+    fi
+    model ;;
   env) env_lines ;;
-  *) echo "usage: $0 build | model | all | env" >&2; exit 2 ;;
+  *) echo "usage: $0 build | model | all | env | await RC_FILE" >&2; exit 2 ;;
 esac

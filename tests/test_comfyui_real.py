@@ -34,6 +34,11 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
 LOADER = "Qwen3VL_ModelLoader"
 SERVER = "Qwen3VL_ServerModel"
+GGUF = "Qwen3VL_GGUFModel"
+LLAMA_BUILD = ROOT / ".llama-build"  # scripts/llama_server.sh all
+GGUF_FILES = {"llama_server": LLAMA_BUILD / "bin" / "llama-server",
+              "model_path": LLAMA_BUILD / "tiny" / "qwen3vl-tiny-Q8_0.gguf",
+              "mmproj_path": LLAMA_BUILD / "tiny" / "mmproj-qwen3vl-tiny-f16.gguf"}
 VLLM_URL = os.environ.get("QWEN3VL_VLLM_URL", "")
 TASK_TOKENS, TINY_TOKENS = 5, 256  # Qwen3VL_Task's max_new_tokens widget (0 = task default) and the tier's value
 
@@ -66,6 +71,15 @@ def _harness(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=os_env)
 
 
+def _gguf_inputs() -> dict:
+    from qwen3vl_pack.nodes.gguf import Qwen3VLGGUFModel
+
+    return Qwen3VLGGUFModel.INPUT_TYPES()
+
+
+GGUF_INPUTS = _gguf_inputs()
+
+
 def _widget_index(name: str) -> int:
     from qwen3vl_pack.nodes.loader import Qwen3VLModelLoader
 
@@ -77,7 +91,15 @@ def _prepare(workflow: Path, env: dict, dst: Path) -> Path:
     wf = json.loads(workflow.read_text(encoding="utf-8"))
     loaders = [node for node in wf["nodes"] if node["type"] == LOADER]
     servers = [node for node in wf["nodes"] if node["type"] == SERVER]
-    assert loaders or servers, f"{workflow.name} has no {LOADER} or {SERVER}"
+    ggufs = [node for node in wf["nodes"] if node["type"] == GGUF]
+    assert loaders or servers or ggufs, f"{workflow.name} has no {LOADER}, {SERVER} or {GGUF}"
+    if ggufs and not all(p.is_file() for p in GGUF_FILES.values()):
+        pytest.skip(f"{workflow.name} needs llama-server and the tiny GGUF: run scripts/llama_server.sh all")
+    for node in ggufs:  # the files only through the *_path inputs (models/LLM is empty here)
+        names = [*GGUF_INPUTS["required"], *GGUF_INPUTS["optional"]]
+        values = dict(GGUF_FILES, context=4096, gpu_layers=0, extra_args="--no-repack")
+        for name, value in values.items():
+            node["widgets_values"][names.index(name)] = str(value) if isinstance(value, Path) else value
     if servers and not VLLM_URL:
         pytest.skip(f"{workflow.name} needs a served model: set QWEN3VL_VLLM_URL (scripts/with_vllm.sh)")
     for node in servers:

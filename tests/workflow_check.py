@@ -15,7 +15,8 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 VIRTUAL = {"Note", "MarkdownNote", "Reroute"}  # frontend-only nodes, never sent to the server
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # Combos whose options depend on the user's machine (files in input/ or models/LLM).
-DYNAMIC_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("Qwen3VL_ModelLoader", "model")}
+DYNAMIC_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("Qwen3VL_ModelLoader", "model"),
+                  ("Qwen3VL_GGUFModel", "model"), ("Qwen3VL_GGUFModel", "mmproj")}
 FRONTEND_EXTRA_WIDGETS = {"PreviewAny": 1}  # the frontend's read-only preview box may be saved
 
 

@@ -127,6 +127,8 @@ class ServerKind:
         return ""
 
     def _raise_context(self) -> str:
+        if self.context_input.startswith("--"):  # the CLI
+            return f"raise {self.context_input} (tokens per slot)"
         if self.context_input:
             return f"raise {self.context_input} (tokens per slot) on Qwen3-VL GGUF (llama.cpp)"
         return "restart llama-server with a larger -c (it is divided by --parallel)"
