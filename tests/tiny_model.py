@@ -120,10 +120,18 @@ def build_tokenizer(thinking: bool = False):
     return tokenizer
 
 
-def _transformers_major() -> int:
-    import transformers
+def _config_takes_rope_parameters() -> bool:
+    """transformers 5.x text configs take ``rope_parameters``; 4.57 reads ``rope_scaling`` + ``rope_theta``."""
+    from transformers import Qwen3VLTextConfig
 
-    return int(transformers.__version__.split(".")[0])
+    return "rope_parameters" in inspect.signature(Qwen3VLTextConfig.__init__).parameters
+
+
+def _image_processor_keeps_min_pixels() -> bool:
+    """4.57's image processor keeps its own ``min_pixels``/``max_pixels`` (which win over ``size``); 5.x has none."""
+    from transformers import Qwen2VLImageProcessor
+
+    return hasattr(Qwen2VLImageProcessor(patch_size=16, merge_size=2), "min_pixels")
 
 
 # vLLM's CPU attention refuses head_dim 16 (SPEC section 10): the served-engine tier uses head_dim 64.
@@ -151,7 +159,7 @@ def build_config(tokenizer, family: str = "dense", size: str = "tiny"):
         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False, **dims,
     )
     rope = {"rope_type": "default", "mrope_section": mrope_section, "mrope_interleaved": True}
-    if _transformers_major() >= 5:
+    if _config_takes_rope_parameters():
         text["rope_parameters"] = {**rope, "rope_theta": 5e6}
     else:  # 4.57 reads rope_scaling + rope_theta
         text.update(rope_scaling=rope, rope_theta=5e6)
@@ -186,7 +194,7 @@ def build_processor(tokenizer):
         patch_size=16, temporal_patch_size=2, merge_size=2,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
         size={"shortest_edge": IMAGE_MIN_PIXELS, "longest_edge": IMAGE_MAX_PIXELS},
-        **({} if _transformers_major() >= 5 else {"min_pixels": IMAGE_MIN_PIXELS, "max_pixels": IMAGE_MAX_PIXELS}),
+        **({"min_pixels": IMAGE_MIN_PIXELS, "max_pixels": IMAGE_MAX_PIXELS} if _image_processor_keeps_min_pixels() else {}),
     )
     video_processor = Qwen3VLVideoProcessor(
         patch_size=16, temporal_patch_size=2, merge_size=2,
