@@ -97,7 +97,7 @@ class ManagedBundle(ServerBundle):
 
     def server(self) -> llama_process.ManagedServer:
         assert self.settings is not None
-        return llama_process.ensure(self.settings, _port_of(self.base_url))
+        return llama_process.ensure(self.settings, prefer=_port_of(self.base_url))
 
     def client(self) -> OpenAIClient:
         return _pooled_client(self.server(), self.api_key_env, self.timeout_s, self.max_concurrency)

@@ -171,6 +171,7 @@ def check_port(port: int) -> int:
     if not 1024 <= port <= 65535:
         raise InputError("port", f"must be 0 (a free port) or 1024-65535, got {port}.", "Use 0.")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as llama-server binds: TIME_WAIT is no conflict
         try:
             s.bind(("127.0.0.1", port))
         except OSError as err:
@@ -187,8 +188,9 @@ _SERVERS: dict[LlamaSettings, ManagedServer] = {}
 _LOCK = threading.RLock()
 
 
-def ensure(settings: LlamaSettings, port: int = 0) -> ManagedServer:
-    """The running server for ``settings``: reused if alive, else (re)started (on its old port if free)."""
+def ensure(settings: LlamaSettings, port: int = 0, prefer: int = 0) -> ManagedServer:
+    """The running server for ``settings``: reused if alive, else (re)started on ``port`` (0 = a free one; taken
+    = an error), or on ``prefer`` / its old port when those are free."""
     with _LOCK:
         server = _SERVERS.get(settings)
         if server is not None and server.alive():
@@ -197,8 +199,8 @@ def ensure(settings: LlamaSettings, port: int = 0) -> ManagedServer:
             logger.warning("llama-server on port %d had stopped (exit code %s); starting it again; log %s",
                            server.port, server.proc.returncode if server.proc else None, server.log_file)
             server.stop()
-            port = port or _reusable(server.port)
-        chosen = check_port(port)
+            prefer = prefer or server.port
+        chosen = check_port(port) if port or not prefer else _reusable(prefer) or free_port()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         server = ManagedServer(settings, chosen, log_dir() / f"llama-server-{settings.alias}-{stamp}-{chosen}.log")
         _SERVERS[settings] = server

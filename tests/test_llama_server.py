@@ -222,8 +222,11 @@ def test_thinking_prompt_detected_and_a_cut_off_draft_is_not_an_answer(tmp_path)
         assert bundle.opens_think is True  # llama-server's /tokenize would have said nothing
         conversation = build_messages("Describe.", [_images(1, 64, 64)[0].permute(2, 0, 1).mul(255).byte()])
         (result,) = backend_for(bundle).generate([conversation], resolve_options("Greedy", 6, 0), VisualBudget(0, 64))
+        assert not result.raw_text.startswith("<think>")  # --reasoning-format none: the server split nothing
         if "</think>" not in result.raw_text:  # random weights: the draft is cut off while thinking
             assert result.answer_cut_off and result.text == "" and result.thinking
+        else:
+            assert not result.answer_cut_off and result.thinking == result.raw_text.split("</think>")[0].strip()
     finally:
         _stop_plain(proc)
 
@@ -236,9 +239,9 @@ def test_max_new_tokens_beyond_the_slot_is_refused(model):
 
 
 def test_slot_context_errors_name_the_context(model):
-    with pytest.raises(InputError) as err:  # 5000 visual tokens cannot fit a 4096-token slot
-        Qwen3VLGenerate().generate(model, "Describe.", "Greedy", 8, image=_images(1, 2048, 2560),
-                                   max_visual_tokens=5000)
+    with pytest.raises(InputError) as err:  # 2 x 2500 visual tokens cannot fit a 4096-token slot
+        Qwen3VLGenerate().generate(model, "Describe.", "Greedy", 8, image=_images(2, 1600, 1600),
+                                   max_visual_tokens=2500)
     assert str(err.value).startswith("max_visual_tokens:") and "2 --parallel slots" in str(err.value)
     with pytest.raises(InputError) as err:  # a prompt longer than the slot: the server's own refusal, re-told
         Qwen3VLGenerate().generate(model, "cat " * 5000, "Greedy", 8)

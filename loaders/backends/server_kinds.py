@@ -82,8 +82,8 @@ class ServerKind:
         if not self.is_llama:
             return
         if has_video:
-            raise InputError("video", "llama-server takes no video: it refuses a frame list as a bad base64 URL, "
-                             "and it has no frame timestamps.", "Send the frames as images (Generate's image input "
+            raise InputError("video", "llama-server takes no video from this pack: it refuses a frame list as a "
+                             "bad base64 URL, and it would keep no frame timestamps.", "Send the frames as images (Generate's image input "
                              "takes a batch; at most a few), or describe videos with a local model or vLLM.")
         if "repetition_penalty" in payload:
             payload["repeat_penalty"] = payload.pop("repetition_penalty")
