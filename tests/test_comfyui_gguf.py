@@ -117,8 +117,7 @@ def test_comfyui_stopped_mid_run_leaves_no_llama_server(tmp_path, how):
         answer = httpx.post(url + "/prompt", json=body, timeout=30)
         assert answer.status_code == 200, answer.text
         llama = f"http://127.0.0.1:{llama_port}"
-        _wait(lambda: any(s.get("is_processing") for s in httpx.get(llama + "/slots", timeout=2).json()), 300,
-              comfy, tmp_path)  # mid-run: llama-server is answering Batch Caption
+        _wait(lambda: _busy(llama), 300, comfy, tmp_path)  # mid-run: llama-server is answering Batch Caption
         servers = _llama_pids(llama_port)
         assert len(servers) == 1
         os.kill(comfy.pid, how)
@@ -134,6 +133,11 @@ def test_comfyui_stopped_mid_run_leaves_no_llama_server(tmp_path, how):
             comfy.wait()
         for pid in _llama_pids(llama_port):  # never leave one behind, even when the test fails
             os.kill(pid, signal.SIGKILL)
+
+
+def _busy(llama: str) -> bool:
+    slots = httpx.get(llama + "/slots", timeout=2).json()  # a dict while loading (an error), then a list
+    return isinstance(slots, list) and any(s.get("is_processing") for s in slots)
 
 
 def _wait(ready, seconds: float, comfy: subprocess.Popen, tmp_path: Path) -> None:
