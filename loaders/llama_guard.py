@@ -34,7 +34,11 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(__doc__ or "")
         return 2
     with open(argv[0], "ab", buffering=0) as log:
-        proc = subprocess.Popen(argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            proc = subprocess.Popen(argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        except OSError as err:  # not a program for this machine, no permission...
+            log.write(f"cannot start {argv[2]}: {err}\n".encode())
+            return 127
 
     fd = sys.stdin.fileno()
 

@@ -151,6 +151,8 @@ def start_error(settings: LlamaSettings, log_file: Path, what: str) -> InputErro
         name, advice = "model", "Check that the GGUF is a complete Qwen3-VL / Qwen3.5 language model file."
     elif "couldn't bind" in text or "address already in use" in text:
         name, advice = "port", "Choose another port, or 0 for a free one."
+    elif "cannot start" in text:
+        name, advice = "llama_server", "Give the llama-server of a llama.cpp release built for this machine."
     else:
         name, advice = "llama_server", "Read the log; a llama-server too old for Qwen3-VL fails like this too."
     return InputError(name, f"{what}. Last lines of {log_file}:\n{tail}\n", advice)

@@ -108,6 +108,17 @@ def test_server_dying_at_start_quotes_its_log_and_leaves_nothing(files, tmp_path
     assert llama_process._SERVERS == {}
 
 
+def test_a_binary_that_cannot_run_names_llama_server(files, tmp_path, monkeypatch):
+    monkeypatch.setenv("QWEN3VL_LLAMA_LOG_DIR", str(tmp_path / "logs"))
+    binary = tmp_path / "llama-server"
+    binary.write_bytes(b"\x00\x01 not a program")
+    binary.chmod(0o755)
+    with pytest.raises(InputError) as err:
+        gguf.start_gguf(str(files["model"]), str(files["mmproj"]), str(binary))
+    assert str(err.value).startswith("llama_server:") and "cannot start" in str(err.value)
+    assert llama_process._SERVERS == {}
+
+
 def test_port_taken_and_bad_numbers(files, tmp_path):
     import socket
 

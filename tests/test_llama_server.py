@@ -231,6 +231,24 @@ def test_thinking_prompt_detected_and_a_cut_off_draft_is_not_an_answer(tmp_path)
         _stop_plain(proc)
 
 
+def test_a_llama_server_without_mmproj_is_named(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen([BINARY, "-m", GGUF, "--host", "127.0.0.1", "--port", str(port), "-c", "1024",
+                             "--no-webui", *ARGS.split()], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        with pytest.raises(InputError, match="^base_url: .*started without --mmproj"):
+            Qwen3VLServerModel().connect(f"http://127.0.0.1:{port}/v1", "", "", 30.0, 1, True)
+    finally:
+        _stop_plain(proc)
+
+
 def test_max_new_tokens_beyond_the_slot_is_refused(model):
     with pytest.raises(InputError) as err:
         Qwen3VLGenerate().generate(model, "Describe.", "Greedy", 8000, image=_images(1, 64, 64))
