@@ -222,3 +222,41 @@ def test_cli_flags_for_gguf(files, tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "ask", "--gguf", str(files["model"]), "--mmproj",
                           str(files["mmproj"]), "Describe."], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 2 and "--llama-server: no llama-server found" in run.stderr
+
+
+@pytest.mark.parametrize("routes, kind", [
+    ({"/props": {"default_generation_settings": {"n_ctx": 2048}, "total_slots": 2, "modalities": {"vision": True}}},
+     LLAMA_CPP),
+    ({"/version": {"version": "0.32.0"}}, VLLM),
+    ({}, "openai"),
+])
+def test_server_detection(routes, kind):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from qwen3vl_pack.loaders.backends.openai_client import OpenAIClient
+    from qwen3vl_pack.loaders.backends.server_kinds import detect
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = routes.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body or {"error": "not found"}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    client = OpenAIClient(f"http://127.0.0.1:{httpd.server_address[1]}/v1", timeout_s=10)
+    try:
+        found = detect(client)
+    finally:
+        client.close()
+        httpd.shutdown()
+    assert found.name == kind
+    if kind == LLAMA_CPP:
+        assert (found.slot_context, found.slots, found.vision, found.image_tokens) == (2048, 2, True, (8, 4096))
