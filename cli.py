@@ -67,7 +67,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "http://127.0.0.1:8000/v1 (vLLM, SGLang, llama-server, Ollama, LM Studio)")
     served.add_argument("--server-model", default="", metavar="NAME", help="served model name (default: the first)")
     served.add_argument("--api-key-env", default="", metavar="VAR", help="name of the environment variable "
-                        "holding the server's API key")
+                        "holding the server's API key: QWEN3VL_API_KEY or QWEN3VL_API_KEY_<SUFFIX> only")
     served.add_argument("--timeout", type=float, default=120.0, metavar="S",
                         help="longest wait for the server's next bytes, in seconds")
     served.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight at once")

@@ -58,10 +58,11 @@ def make_job(style: str, options: GenerationOptions, custom_prompt: str = "", ba
 def iter_captions(bundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
                   on_step: Callable[[int], bool | None] | None = None,
                   before_batch: Callable[[], None] | None = None,
-                  on_text: Callable[[str, str], object] | None = None) -> Iterator[list[tuple[K, str]]]:
+                  on_text: Callable[[str, str], object] | None = None,
+                  ordered: bool = True) -> Iterator[list[tuple[K, str]]]:
     """Captions for ``(key, image)`` items, in order, a group at a time: one ``generate`` call of
     ``batch_size`` images in-process, or each answer as it arrives from a server (``max_concurrency``
-    requests in flight).
+    requests in flight). ``ordered=False``: a server's answers as soon as each arrives, in any order.
 
     ``before_batch`` runs before each call / request (e.g. to honour Cancel); ``on_step`` at every decode step.
     A model loaded with keep_loaded off is freed once the stream ends, not after every chunk.
@@ -71,7 +72,7 @@ def iter_captions(bundle, items: Iterable[tuple[K, Any]], job: CaptionJob,
     conversations = ((key, build_messages(job.prompt, [image])) for key, image in items)
     try:
         for group in backend.generate_stream(conversations, job.options, budget, job.batch_size,
-                                             Hooks(on_step=on_step, on_text=on_text), before_batch):
+                                             Hooks(on_step=on_step, on_text=on_text), before_batch, ordered):
             check_answers_complete([r for _, r in group], job.options.max_new_tokens, "image")  # never a draft
             yield [(key, finish_caption(r.text, job.style, job.prefix, job.suffix)) for key, r in group]
     finally:
@@ -146,7 +147,8 @@ def caption_files(bundle, files: Sequence[Path], job: CaptionJob, policy: str = 
                   output_dir: str = "", extension: str = ".txt",
                   on_progress: Callable[[int], None] | None = None,
                   summary: FolderSummary | None = None) -> FolderSummary:
-    """Caption image files and write each caption as soon as its batch is done.
+    """Caption image files and write each caption as soon as its batch (or, from a server, its answer) is done,
+    in whatever order they finish; the report lists them in input order.
 
     Files are read one chunk at a time (never the whole folder at once); unreadable files are
     skipped, logged and counted. Targets are checked (writable, inside their folder, no clashes)
@@ -159,7 +161,7 @@ def caption_files(bundle, files: Sequence[Path], job: CaptionJob, policy: str = 
     readable = ((path, pil_to_chw(image)) for path, image in iter_readable(files, summary.unreadable))
     reported_unreadable = 0
     try:
-        for pairs in iter_captions(bundle, readable, job):
+        for pairs in iter_captions(bundle, readable, job, ordered=False):
             for path, caption in pairs:
                 summary.report.add(write_caption(targets[path], caption, policy), targets[path])
             summary.captioned += len(pairs)
@@ -168,6 +170,9 @@ def caption_files(bundle, files: Sequence[Path], job: CaptionJob, policy: str = 
             reported_unreadable = len(summary.unreadable)
     finally:
         summary.seconds = time.perf_counter() - start
+        order = {target: i for i, target in enumerate(targets.values())}
+        for done in (summary.report.written, summary.report.appended, summary.report.skipped):
+            done.sort(key=lambda target: order.get(target, len(order)))
     if on_progress is not None and len(summary.unreadable) > reported_unreadable:
         on_progress(len(summary.unreadable) - reported_unreadable)
     return summary

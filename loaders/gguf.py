@@ -156,8 +156,9 @@ def start_gguf(model: str, mmproj: str, llama_server: str = "", ctx_per_slot: in
     kind = replace(plain.kind, log_file=str(server.log_file), context_input=n["context"])
     logger.info("GGUF %s + %s on llama-server %s (slot context %s, %d slot(s))", Path(model_path).name,
                 Path(mmproj_path).name, server.url, kind.slot_context, parallel)
-    return ManagedBundle(plain.base_url, plain.model, "", float(timeout_s), int(parallel), True, plain.opens_think,
-                         kind, settings, bool(keep_loaded))
+    return ManagedBundle(base_url=plain.base_url, model=plain.model, timeout_s=float(timeout_s),
+                         max_concurrency=int(parallel), keep_alive=True, opens_think=plain.opens_think, kind=kind,
+                         settings=settings, keep_loaded=bool(keep_loaded))
 
 
 def list_gguf(dirs: list[str]) -> tuple[list[str], list[str]]:

@@ -27,12 +27,15 @@ class Qwen3VLServerModel:
                              "llama-server: :8080/v1, Ollama: :11434/v1, LM Studio: :1234/v1."}),
                 "model": ("STRING", {"default": "", "tooltip": "The served model's name as the server lists it "
                           "(GET /v1/models). Empty = the first one it serves."}),
-                "api_key_env": ("STRING", {"default": "", "tooltip": "The NAME of an environment variable that holds "
-                                "the API key (e.g. QWEN3VL_API_KEY), set before ComfyUI starts. The key itself is "
+                "api_key_env": ("STRING", {"default": "", "tooltip": "The NAME of the environment variable that "
+                                "holds the API key, set before ComfyUI starts: QWEN3VL_API_KEY or "
+                                "QWEN3VL_API_KEY_<SUFFIX> only (so a shared workflow cannot send another secret). "
+                                "Copy a key you have: export QWEN3VL_API_KEY=\"$OPENAI_API_KEY\". The key itself is "
                                 "never typed here, saved in the workflow or logged. Empty = no key."}),
                 "timeout_s": ("FLOAT", {"default": 120.0, "min": 1.0, "max": 86400.0, "step": 1.0, "tooltip":
-                              "Longest wait, in seconds, for the server's next bytes (connecting, the first token, "
-                              "every token after). A stalled server gives an error after this long."}),
+                              "Longest wait, in seconds, without progress: for an answer's headers as a whole, "
+                              "the first token, every token after (keep-alive comments do not count). A stalled "
+                              "server gives an error after this long."}),
                 "max_concurrency": ("INT", {"default": 8, "min": 1, "max": MAX_CONCURRENCY, "tooltip": "Most "
                                     "requests in flight at once (Batch Caption, Grounding of a batch). vLLM/SGLang "
                                     "batch them: 8-32 is fast. llama-server/Ollama/LM Studio: their parallel slots "

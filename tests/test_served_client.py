@@ -182,13 +182,13 @@ def test_max_concurrency_zero_and_bad_timeout(fake):
 
 def test_api_key_from_the_named_variable_only(fake, monkeypatch, caplog):
     fake.api_key = "s3cret-key"
-    monkeypatch.delenv("QWEN3VL_TEST_KEY", raising=False)
-    with pytest.raises(InputError, match="QWEN3VL_TEST_KEY is not set") as err:
-        connect(fake.url, api_key_env="QWEN3VL_TEST_KEY")
+    monkeypatch.delenv("QWEN3VL_API_KEY_TEST", raising=False)
+    with pytest.raises(InputError, match="QWEN3VL_API_KEY_TEST is not set") as err:
+        connect(fake.url, api_key_env="QWEN3VL_API_KEY_TEST")
     assert str(err.value).startswith("api_key_env:")
-    monkeypatch.setenv("QWEN3VL_TEST_KEY", "s3cret-key")
+    monkeypatch.setenv("QWEN3VL_API_KEY_TEST", "s3cret-key")
     with caplog.at_level(logging.DEBUG):
-        bundle = connect(fake.url, api_key_env="QWEN3VL_TEST_KEY")
+        bundle = connect(fake.url, api_key_env="QWEN3VL_API_KEY_TEST")
         result = ask(bundle, "hi 0", _greedy())
     assert result.new_tokens == 5
     assert "s3cret" not in repr(bundle) and "s3cret" not in caplog.text
@@ -240,7 +240,7 @@ def test_stalled_server_times_out(fake):
     fake.mode = "stall"
     bundle = connect(fake.url, timeout_s=1.0)
     start = time.perf_counter()
-    with pytest.raises(InputError, match="sent nothing for 1 s") as err:
+    with pytest.raises(InputError, match="sent nothing usable for 1 s") as err:
         ask(bundle, "hi 0", _greedy())
     assert str(err.value).startswith("timeout_s:") and time.perf_counter() - start < 4
 

@@ -14,8 +14,6 @@ logged warning.
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
 import math
 import re
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from .errors import InputError
 from .images import smart_resize
 from .messages import check_text
+from .model_json import read_objects
 from .text import split_thinking
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,6 @@ LABEL_KEYS = ("label", "name", "category", "class")
 QWEN25_FACTOR, QWEN25_MIN_PIXELS, QWEN25_MAX_PIXELS = 28, 56 * 56, 16384 * 28 * 28
 
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DOTALL)
-_TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _EMPTY_LIST = re.compile(r"\[\s*\]")
 _IMAGE_MARKER = re.compile(r"^=== image (\d+) ===[ \t]*$", re.MULTILINE)
 # Bounds on model text (never raise, never hang): an answer longer than MAX_TEXT characters, or an object nested
@@ -101,67 +99,6 @@ def _candidate_text(text: str) -> str:
     return "\n".join(blocks) if blocks else text
 
 
-def _object_spans(text: str) -> tuple[list[str], int]:
-    """Top-level ``{...}`` substrings (string-aware); also how many were left unclosed (cut off) or nested deeper
-    than MAX_DEPTH brackets, inside or around them (those are never parsed: they would only recurse)."""
-    spans, depth, start, quote, escaped = [], 0, -1, "", False
-    nest = deepest = too_deep = 0  # bracket nesting ({ and [) inside the current object
-    outer = deepest_outer = 0  # list nesting around objects
-    for i, ch in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
-        elif depth and ch in "\"'":
-            quote = ch
-        elif ch == "{":
-            if depth == 0:
-                start, nest, deepest = i, outer, outer
-            depth += 1
-            nest += 1
-            deepest = max(deepest, nest)
-        elif ch == "}" and depth:
-            depth -= 1
-            nest = max(nest - 1, 0)
-            if depth == 0:
-                if deepest <= MAX_DEPTH:
-                    spans.append(text[start:i + 1])
-                else:
-                    too_deep += 1
-        elif ch == "[":
-            if depth:
-                nest += 1
-                deepest = max(deepest, nest)
-            else:
-                outer += 1
-                deepest_outer = max(deepest_outer, outer)
-        elif ch == "]":
-            if depth:
-                nest = max(nest - 1, 0)
-            else:
-                outer = max(outer - 1, 0)
-    if deepest_outer > MAX_DEPTH and not too_deep:
-        too_deep = 1
-    return spans, int(depth > 0) + too_deep
-
-
-def _loads(span: str):
-    """JSON, then JSON without trailing commas, then a Python literal (single quotes)."""
-    for candidate in (span, _TRAILING_COMMA.sub(r"\1", span)):
-        try:
-            return json.loads(candidate)
-        except (ValueError, RecursionError):
-            continue
-    pythonish = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", span)))
-    try:
-        return ast.literal_eval(pythonish)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-
-
 def _has_geometry(obj: dict) -> bool:
     return any(k in obj for k in BOX_KEYS + POINT_KEYS)
 
@@ -191,16 +128,9 @@ def extract_objects(text: str) -> tuple[list[dict], bool, int]:
                        len(text), MAX_TEXT)
         return [], False, 0
     candidate = _candidate_text(text)
-    spans, unclosed = _object_spans(candidate)
-    objects, unreadable = [], unclosed
-    for span in spans:
-        value = _loads(span)
-        if value is None:
-            unreadable += 1
-            continue
-        objects += _flatten(value)
-    found = bool(spans) or bool(_EMPTY_LIST.search(candidate))  # "[]" is a valid "nothing found"
-    return objects, found, unreadable
+    values, found, unreadable = read_objects(candidate, MAX_DEPTH)
+    objects = [d for value in values for d in _flatten(value)]
+    return objects, found or bool(_EMPTY_LIST.search(candidate)), unreadable  # "[]" is a valid "nothing found"
 
 
 # ------------------------------------------------------------------------------ dicts -> pixels
@@ -369,12 +299,5 @@ def json_values(text: str) -> tuple[list, bool, int]:
     Used by utils/task_parsers.py for answers without boxes (video events, tool calls, 3D boxes).
     """
     candidate = _candidate_text(text or "")
-    spans, unclosed = _object_spans(candidate)
-    values, unreadable = [], unclosed
-    for span in spans:
-        value = _loads(span)
-        if value is None:
-            unreadable += 1
-        else:
-            values.append(value)
-    return values, bool(spans) or bool(_EMPTY_LIST.search(candidate)), unreadable
+    values, found, unreadable = read_objects(candidate, MAX_DEPTH)
+    return values, found or bool(_EMPTY_LIST.search(candidate)), unreadable

@@ -75,11 +75,13 @@ class Backend(Protocol):
 
     def generate_stream(self, items: Iterable[tuple[K, list[dict]]], options: GenerationOptions,
                         budget: VisualBudget, batch_size: int, hooks: Hooks = NO_HOOKS,
-                        before_batch: Callable[[], None] | None = None
+                        before_batch: Callable[[], None] | None = None, ordered: bool = True
                         ) -> Iterator[list[tuple[K, GenerationResult]]]:
         """Answers for a long stream of ``(key, conversation)`` items, in input order, as soon as each group is
         done (a batch of ``batch_size`` in-process; single answers as they arrive from a server). Items are
-        pulled lazily. ``before_batch`` runs before each new group / request is started (Cancel)."""
+        pulled lazily. ``before_batch`` runs before each new group / request is started (Cancel).
+        ``ordered=False`` lets an engine hand out each answer as soon as it is finished, in any order (the keys
+        say which), and the finished ones before it raises (files written as answers arrive)."""
 
     def video_factor(self) -> int:
         """Pixels per visual-token side of video frames (32 for Qwen3-VL)."""

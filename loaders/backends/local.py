@@ -64,8 +64,9 @@ class LocalBackend:
 
     def generate_stream(self, items: Iterable[tuple[Any, list[dict]]], options: GenerationOptions,
                         budget: VisualBudget, batch_size: int, hooks: Hooks = NO_HOOKS,
-                        before_batch: Callable[[], None] | None = None) -> Iterator[list[tuple[Any, GenerationResult]]]:
-        for chunk in _chunks(items, batch_size):
+                        before_batch: Callable[[], None] | None = None,
+                        ordered: bool = True) -> Iterator[list[tuple[Any, GenerationResult]]]:
+        for chunk in _chunks(items, batch_size):  # batches finish in order: ``ordered`` changes nothing here
             if before_batch is not None:
                 before_batch()
             advice = (f"{len(chunk)} images were captioned in one call: lower batch_size (or max_visual_tokens / "

@@ -1,176 +1,162 @@
 """HTTP transport to an OpenAI-compatible chat-completions server (vLLM, SGLang, llama-server, Ollama, LM Studio).
 
-Everything about the wire stays here: streaming (server-sent events), timeouts, bounded retries with backoff,
-and turning every failure into an error that names the node input to fix. The API key is read from the
-environment variable named by ``api_key_env`` at call time; it is never stored in a workflow nor logged.
+Everything about the wire stays here and in its helpers: streaming (:mod:`.chat_stream`), bounded reads and
+the no-progress timer (:mod:`.wire`), checks of every value a server sends (:mod:`.server_values`), keys and
+redaction (:mod:`.server_keys`), bounded retries with backoff, and turning every failure into a ``ServerError``
+that names the node input to fix. The API key is read at call time from ``api_key_env``, which may only name
+``QWEN3VL_API_KEY`` or ``QWEN3VL_API_KEY_<SUFFIX>``; it is never stored in a workflow, logged or shown.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 
 from ...utils.errors import InputError
+from . import wire
+from .chat_stream import Cancel, StreamFault, StreamResult, read_events
+from .server_errors import ServerError, classify_request_error
+from .server_keys import check_key_env, read_key, redact_url, scrub, shown_url, split_userinfo, warn_plain_http
+from .server_values import BadValue, detokenized, error_text, model_ids, retry_after, token_ids
 
+__all__ = ["Cancel", "OpenAIClient", "ServerError", "StreamResult", "classify_request_error", "normalize_base_url"]
 logger = logging.getLogger(__name__)
 RETRY_STATUS = (429, 502, 503, 504)
 RETRY_BASE_DELAY = 0.5  # seconds before the first retry; doubled each time, at most 8 s
-
-
-class ServerError(InputError):
-    """A served engine could not answer; ``str()`` names the input to fix (base_url, timeout_s, ...)."""
-
-
-@dataclass
-class StreamResult:
-    """One streamed answer."""
-
-    content: str = ""
-    reasoning: str = ""
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    chunks: int = 0
-    retries: int = 0
-    has_reasoning_field: bool = False
-
-
-@dataclass
-class Cancel:
-    """Shared by the requests of one run: set it and every open stream is closed (the server aborts them)."""
-
-    event: threading.Event = field(default_factory=threading.Event)
-    _open: set = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def register(self, response) -> None:
-        with self._lock:
-            self._open.add(response)
-        if self.event.is_set():
-            response.close()
-
-    def unregister(self, response) -> None:
-        with self._lock:
-            self._open.discard(response)
-
-    def set(self) -> None:
-        self.event.set()
-        with self._lock:
-            responses = list(self._open)
-        for response in responses:
-            response.close()
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
+MAX_BODY = 8 << 20  # /models, /tokenize, /detokenize answers, after decompression
+MAX_ERROR_BODY = 64 << 10
+# Anything else a server may make Python raise while the pack reads its answer: named, never passed on raw.
+_READ_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError, OverflowError,
+                UnicodeError, MemoryError)
 
 
 def normalize_base_url(base_url: str) -> str:
-    """Check ``base_url`` (scheme, host) and return it without a trailing slash."""
-    url = (base_url or "").strip().rstrip("/")
+    """Check ``base_url`` (scheme, host) and return it without a trailing slash (userinfo kept)."""
+    url = (base_url or "").strip().rstrip("/") if isinstance(base_url, str) else ""
+    shown = redact_url(url)[:200]
     if not url:
         raise ServerError("base_url", "is empty.", "Give the server's OpenAI API address, e.g. http://127.0.0.1:8000/v1.")
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as err:
-        raise ServerError("base_url", f"{url!r} is not a URL ({err}).", "Use e.g. http://127.0.0.1:8000/v1.") from err
+    except (httpx.InvalidURL, ValueError, TypeError) as err:
+        raise ServerError("base_url", f"{shown!r} is not a URL ({type(err).__name__}).",
+                          "Use e.g. http://127.0.0.1:8000/v1.") from None  # the cause may quote the URL
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ServerError("base_url", f"{url!r} has no http:// or https:// scheme and host.",
+        raise ServerError("base_url", f"{shown!r} has no http:// or https:// scheme and host.",
                           "Write the whole address, e.g. http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 "
                           "(Ollama), http://127.0.0.1:1234/v1 (LM Studio), http://127.0.0.1:8080/v1 (llama-server).")
     return url
 
 
-def _server_message(response: httpx.Response) -> str:
-    """The error text a server put in its JSON body (OpenAI ``{"error": {"message"}}``, vLLM, FastAPI), short."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:300].strip()
-    if isinstance(body, dict):
-        err = body.get("error", body.get("detail", body.get("message", body)))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        return str(err)[:500]
-    return str(body)[:300]
-
-
 class OpenAIClient:
-    """A small client: ``GET /models``, ``POST /chat/completions`` (streamed) and vLLM's ``/tokenize``."""
+    """A small client: ``GET /models``, ``POST /chat/completions`` (streamed), vLLM's ``/tokenize``, ``/detokenize``.
+
+    ``base_url`` (what errors and logs show) has ``***`` for a user/password; requests go to the URL without
+    them, the password travelling as a Basic ``Authorization`` header (or the key as a Bearer one)."""
 
     def __init__(self, base_url: str, api_key_env: str = "", timeout_s: float = 120.0, retries: int = 3,
                  max_connections: int = 16):
-        self.base_url = normalize_base_url(base_url)
-        self.api_key_env = (api_key_env or "").strip()
+        self._url, self._basic, self._userinfo = split_userinfo(normalize_base_url(base_url))
+        self.base_url = shown_url(self._url, bool(self._basic))
+        self.api_key_env = check_key_env(api_key_env)
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
-        timeout = httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._http = httpx.Client(timeout=timeout, limits=limits, follow_redirects=False)
+        parsed = httpx.URL(self._url)
+        self._scheme, self._host = parsed.scheme, parsed.host
+        self._root = self._url[: -len("/v1")] if self._url.endswith("/v1") else self._url
+        self._http = wire.http_client(self.timeout_s, max_connections)
 
     def close(self) -> None:
         self._http.close()
 
     # --- pieces -------------------------------------------------------------------------------------------------
+    def _key(self) -> str:
+        return read_key(self.api_key_env)
+
     def _headers(self) -> dict:
-        headers = {"Accept": "application/json"}
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env, "")
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+        key = self._key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+            warn_plain_http(self.base_url, self._scheme, self._host, f"API key from {self.api_key_env}")
+        elif self._basic:
+            headers["Authorization"] = self._basic
+            warn_plain_http(self.base_url, self._scheme, self._host, "password in base_url")
         return headers
+
+    def _secrets(self) -> tuple[str, ...]:
+        key = self._key() if self.api_key_env else ""
+        return tuple(s for s in (key, *self._userinfo) if s)
+
+    def _fail(self, problem: str, advice: str = "") -> ServerError:
+        """An error naming base_url; ``problem`` (which may quote the server) is scrubbed of keys and passwords.
+        Raised ``from None``: a cause could quote what the server sent."""
+        problem = scrub(problem, self._secrets(), 600)
+        return ServerError("base_url", f"the server at {self.base_url} {problem}.", advice or
+                           "Is base_url an OpenAI-compatible server (vLLM, SGLang, llama-server, Ollama, LM Studio)? "
+                           "Check its version and log.")
 
     def _auth_error(self, status: int, message: str) -> ServerError:
         if not self.api_key_env:
             why = "no api_key_env is set"
-        elif not os.environ.get(self.api_key_env):
+        elif not self._key():
             why = f"the environment variable {self.api_key_env} is not set (or empty) in ComfyUI's environment"
         else:
             why = f"the key in {self.api_key_env} was refused"
         return ServerError("api_key_env", f"the server at {self.base_url} wants an API key ({status}: {message}); "
-                           f"{why}.", "Put the key in an environment variable before starting ComfyUI (e.g. export "
-                           "QWEN3VL_API_KEY=...) and give that variable's NAME here.")
+                           f"{why}.", "Put the key in an environment variable named QWEN3VL_API_KEY or "
+                           "QWEN3VL_API_KEY_<SUFFIX> before starting ComfyUI (e.g. export QWEN3VL_API_KEY=...) and "
+                           "give that variable's NAME here.")
 
-    def _connect_error(self, err: Exception) -> ServerError:
-        return ServerError("base_url", f"cannot reach the server at {self.base_url} ({type(err).__name__}: {err}).",
-                           "Start the server (see the README: vLLM, llama-server, Ollama, LM Studio) or fix base_url; "
-                           "then run again.")
+    def _timeout_error(self) -> ServerError:
+        return ServerError("timeout_s", f"the server at {self.base_url} sent nothing usable for {self.timeout_s:g} s "
+                           "(no answer, or no new token).", "Raise timeout_s if the server is busy or slow to "
+                           "start, or check that it is running.")
 
-    def _timeout_error(self, err: Exception) -> ServerError:
-        return ServerError("timeout_s", f"the server at {self.base_url} sent nothing for {self.timeout_s:g} s "
-                           f"({type(err).__name__}).", "Raise timeout_s if the server is busy or slow to start, or "
-                           "check that it is running.")
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Every failure while asking ``what`` as a named error; nothing raw reaches the user."""
+        try:
+            yield
+        except InputError:
+            raise
+        except httpx.TimeoutException:
+            raise self._timeout_error() from None
+        except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.ProxyError) as err:
+            raise ServerError("base_url", f"cannot reach the server at {self.base_url} ({type(err).__name__}: "
+                              f"{scrub(str(err), self._secrets(), 120)}).", "Start the server (see the README: vLLM, "
+                              "llama-server, Ollama, LM Studio) or fix base_url; then run again.") from None
+        except httpx.HTTPError as err:
+            raise self._fail(f"broke the HTTP exchange for {what} ({type(err).__name__})") from None
+        except (wire.BodyError, BadValue) as err:
+            raise self._fail(f"sent a {what} answer the pack refuses: {err}") from None
+        except _READ_ERRORS as err:
+            raise self._fail(f"sent a {what} answer the pack cannot read ({type(err).__name__})") from None
 
-    def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """One non-streamed request with bounded retries (connection refused/reset, 429/502/503/504)."""
-        response = self._with_retries(lambda: self._http.request(method, self.base_url + path, headers=self._headers(),
-                                                                 **kwargs))
-        return response
-
-    def _with_retries(self, call: Callable[[], httpx.Response], result: StreamResult | None = None,
-                      cancel: Cancel | None = None):
+    def _start(self, method: str, url: str, result: StreamResult | None = None, cancel: Cancel | None = None,
+               **kwargs) -> httpx.Response:
+        """Send, get the headers (streamed body, not read yet); bounded retries on connection errors and
+        429/502/503/504. Each attempt has ``timeout_s`` for the whole wait for the headers."""
         delay = RETRY_BASE_DELAY
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
+            wire.progress()  # a fresh timer for each attempt
             try:
-                response = call()
-            except httpx.TimeoutException as err:
-                raise self._timeout_error(err) from err
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as err:
+                response = self._http.send(self._http.build_request(method, url, headers=self._headers(), **kwargs),
+                                           stream=True)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
                 if last:
-                    raise self._connect_error(err) from err
-                logger.info("%s: %s, retrying in %.1f s", self.base_url, type(err).__name__, delay)
+                    raise
+                logger.info("%s: no connection, retrying in %.1f s", self.base_url, delay)
             else:
                 if response.status_code not in RETRY_STATUS or last:
                     return response
-                wait = response.headers.get("Retry-After", "")
-                delay = min(float(wait), 10.0) if wait.replace(".", "", 1).isdigit() else delay
+                wait = retry_after(response.headers.get("Retry-After"))
+                delay = min(wait, 10.0) if wait is not None else delay
                 logger.info("%s: HTTP %d, retrying in %.1f s", self.base_url, response.status_code, delay)
                 response.close()
             if result is not None:
@@ -182,159 +168,144 @@ class OpenAIClient:
             delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
 
+    def _message(self, response: httpx.Response) -> str:
+        """The error text a server put in its body (OpenAI, vLLM, FastAPI), short, keys and passwords redacted."""
+        try:
+            body = wire.read_body(response, MAX_ERROR_BODY)
+        except (httpx.HTTPError, wire.BodyError) as err:
+            return f"(an unreadable error body: {scrub(str(err), self._secrets(), 80)})"
+        try:
+            text = error_text(wire.parse_json(body))
+        except ValueError:
+            text = body.decode("utf-8", "replace")
+        return scrub(text, self._secrets())
+
     def _check_status(self, response: httpx.Response, what: str) -> None:
-        if response.status_code < 400:
-            return
-        response.read()
-        message = _server_message(response)
         status = response.status_code
+        if status < 300:
+            return
+        if status < 400:
+            where = scrub(response.headers.get("Location", "(no Location header)"), self._secrets(), 200)
+            raise ServerError("base_url", f"the server at {self.base_url} redirected {what} ({status}) to {where}; "
+                              "redirects are never followed (they could carry the key elsewhere).",
+                              "Fix base_url: write the address the server really answers at (check http:// vs "
+                              "https://, the host, and the /v1 path).")
+        message = self._message(response)
         if status in (401, 403):
             raise self._auth_error(status, message)
         if status in RETRY_STATUS:
             raise ServerError("base_url", f"the server at {self.base_url} is busy or unavailable ({status}: {message}) "
                               f"after {self.retries} retries.", "Wait and run again, lower max_concurrency, or add "
                               "replicas behind a load balancer.")
-        if status == 404 and what == "models":
+        if status == 404 and what == "/models":
             raise ServerError("base_url", f"{self.base_url}/models does not exist (404): not an OpenAI-compatible API "
                               "address.", "base_url usually ends in /v1, e.g. http://127.0.0.1:8000/v1.")
         raise classify_request_error(status, message, self.base_url)
 
+    def _get_json(self, method: str, url: str, what: str, missing_ok: bool = False, **kwargs) -> object:
+        """A small JSON answer, checked status, body capped after decompression (``missing_ok``: None on 404)."""
+        with wire.deadline(self.timeout_s):
+            response = self._start(method, url, **kwargs)
+            try:
+                if missing_ok and response.status_code in (404, 405):
+                    return None
+                self._check_status(response, what)
+                return wire.parse_json(wire.read_body(response, MAX_BODY))
+            finally:
+                response.close()
+
     # --- API ----------------------------------------------------------------------------------------------------
     def list_models(self) -> list[str]:
-        response = self._send("GET", "/models")
-        self._check_status(response, "models")
-        try:
-            body = response.json()
-            models = [str(m["id"]) for m in body["data"]]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-            raise ServerError("base_url", f"{self.base_url}/models did not answer with an OpenAI model list "
-                              f"({type(err).__name__}; it starts {response.text[:80]!r}).",
-                              "Point base_url at the server's OpenAI API, e.g. http://127.0.0.1:8000/v1.") from err
+        """The served model ids (entries without a usable string id are skipped; none left is an error)."""
+        with self._errors("/models"):
+            try:
+                models, ignored = model_ids(self._get_json("GET", self._url + "/models", "/models"))
+            except InputError:
+                raise
+            except ValueError as err:  # BadValue too
+                raise self._fail(f"did not answer with an OpenAI model list at /models ({scrub(str(err), (), 120)})",
+                                 "Point base_url at the server's OpenAI API, e.g. http://127.0.0.1:8000/v1.") from None
+        secrets = [secret for secret in self._secrets() if len(secret) >= 4]
+        echoed = [m for m in models if any(secret in m for secret in secrets)]
+        models = [m for m in models if m not in echoed]  # a model "named" after the key is never shown
+        ignored += len(echoed)
+        if ignored:
+            logger.warning("%s/models: %d entr%s without a usable id ignored", self.base_url, ignored,
+                           "y" if ignored == 1 else "ies")
+        if not models and ignored:
+            raise self._fail(f"lists {ignored} model(s), none with a usable id (a non-empty name)",
+                             "Check the server's version and how it was started.")
         return models
 
     def tokenize(self, model: str, messages: list[dict], **extra) -> list[int] | None:
-        """vLLM / SGLang ``/tokenize`` of a chat (at the server root, beside /v1); None when the server has none."""
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        try:
-            response = self._http.post(root + "/tokenize", headers=self._headers(),
-                                       json={"model": model, "messages": messages, "add_generation_prompt": True,
-                                             **extra})
-        except httpx.HTTPError as err:
-            logger.debug("no /tokenize at %s: %s", root, err)
-            return None
-        if response.status_code >= 400:
-            logger.debug("/tokenize at %s: %d %s", root, response.status_code, _server_message(response))
-            if response.status_code == 400:
-                raise classify_request_error(400, _server_message(response), self.base_url)
-            return None
-        return list(response.json().get("tokens", []))
+        """vLLM / SGLang ``/tokenize`` of a chat (at the server root, beside /v1); None when the server has none
+        or answers something unusable (logged): only the thinking check asks for it."""
+        body = {"model": model, "messages": messages, "add_generation_prompt": True, **extra}
+        return self._optional("/tokenize", token_ids, json=body)
 
     def detokenize(self, model: str, tokens: list[int]) -> str | None:
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        return self._optional("/detokenize", detokenized, json={"model": model, "tokens": tokens})
+
+    def _optional(self, path: str, check: Callable[[object], object], **kwargs):
         try:
-            response = self._http.post(root + "/detokenize", headers=self._headers(),
-                                       json={"model": model, "tokens": tokens})
-        except httpx.HTTPError:
+            with self._errors(path):
+                body = self._get_json("POST", self._root + path, path, missing_ok=True, **kwargs)
+                if body is None:
+                    logger.debug("%s: no %s (not vLLM/SGLang): thinking prompt unknown", self.base_url, path)
+                    return None
+                return check(body)
+        except ServerError as err:
+            logger.info("%s: %s gave no usable answer, so it is not known whether the model's prompt opens "
+                        "<think> (%s)", self.base_url, path, err)
             return None
-        return response.json().get("prompt") if response.status_code < 400 else None
 
     def stream_chat(self, payload: dict, on_delta: Callable[[str, str], None], cancel: Cancel) -> StreamResult:
-        """POST a streamed chat completion; ``on_delta(kind, text)`` per piece (kind "content" or "reasoning")."""
+        """POST a streamed chat completion; ``on_delta(kind, text)`` per piece (kind "content" or "reasoning").
+        Ends within ``max_tokens`` + a margin of pieces, and within ``timeout_s`` of the last progress."""
         payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         result = StreamResult()
-        url = self.base_url + "/chat/completions"
-
-        def start():
-            request = self._http.build_request("POST", url, headers=self._headers(), json=payload)
-            return self._http.send(request, stream=True)
-
-        response = self._with_retries(start, result, cancel)
-        cancel.register(response)
-        try:
-            self._check_status(response, "chat")
-            self._read_events(response, result, on_delta, cancel)
-        except httpx.TimeoutException as err:
-            raise self._timeout_error(err) from err
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamClosed) as err:
-            if cancel.is_set():
-                return result
-            raise self._cut_off(result, err) from err
-        finally:
-            cancel.unregister(response)
-            response.close()
+        with self._errors("chat"), wire.deadline(self.timeout_s):
+            response = self._start("POST", self._url + "/chat/completions", result, cancel, json=payload)
+            cancel.register(response)
+            try:
+                self._check_status(response, "/chat/completions")
+                read_events(response, result, on_delta, cancel, int(payload.get("max_tokens") or 0))
+            except StreamFault as fault:
+                if fault.status:
+                    raise classify_request_error(fault.status, scrub(fault.message, self._secrets()),
+                                                 self.base_url) from None
+                raise self._fail(scrub(fault.problem, self._secrets())) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamClosed) as err:
+                if cancel.is_set():
+                    return result
+                raise self._cut_off(result, err) from None
+            finally:
+                cancel.unregister(response)
+                response.close()
+        self._redact(result)
+        if result.stopped_early:
+            logger.warning("%s %s: the pack stopped reading and closed the stream (%d pieces kept).", self.base_url,
+                           result.stopped_early, result.chunks)
         if result.finish_reason is None and not cancel.is_set():
+            if not result.events:
+                kind = scrub(response.headers.get("Content-Type", "none"), self._secrets(), 60)
+                raise self._fail(f"answered the streamed chat request without server-sent events (Content-Type: "
+                                 f"{kind})")
             raise self._cut_off(result, None)
         return result
+
+    def _redact(self, result: StreamResult) -> None:
+        """A key or password the server echoes in its answer is not shown either."""
+        for secret in self._secrets():
+            if len(secret) >= 4:
+                result.content = result.content.replace(secret, "***")
+                result.reasoning = result.reasoning.replace(secret, "***")
+        if result.finish_reason is not None:
+            result.finish_reason = scrub(result.finish_reason, self._secrets(), 64)
+        result.stopped_early = scrub(result.stopped_early, self._secrets(), 200) if result.stopped_early else ""
 
     def _cut_off(self, result: StreamResult, err: Exception | None) -> ServerError:
         why = f" ({type(err).__name__})" if err is not None else ""
         return ServerError("base_url", f"the server at {self.base_url} closed the answer stream after "
                            f"{result.chunks} token(s) without finishing{why}: it may have stopped or crashed.",
                            "Check the server (its log), restart it, then run again; finished answers are kept.")
-
-    def _read_events(self, response: httpx.Response, result: StreamResult,
-                     on_delta: Callable[[str, str], None], cancel: Cancel) -> None:
-        for line in response.iter_lines():
-            if cancel.is_set():
-                return
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            try:
-                event = json.loads(data)
-            except json.JSONDecodeError as err:
-                raise ServerError("base_url", f"the server at {self.base_url} sent a stream event that is not JSON "
-                                  f"({data[:80]!r}).", "Is base_url an OpenAI-compatible server? Check its version "
-                                  "and log.") from err
-            if not isinstance(event, dict):
-                continue
-            if "error" in event:
-                err = event["error"]
-                message = err.get("message", err) if isinstance(err, dict) else err
-                raise classify_request_error(int(err.get("code", 500)) if isinstance(err, dict) and
-                                             str(err.get("code", "")).isdigit() else 500, str(message), self.base_url)
-            usage = event.get("usage")
-            if isinstance(usage, dict):
-                result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
-                result.completion_tokens = usage.get("completion_tokens", result.completion_tokens)
-            for choice in event.get("choices") or []:
-                delta = choice.get("delta") or {}
-                for key, kind in (("reasoning_content", "reasoning"), ("reasoning", "reasoning"),
-                                  ("content", "content")):
-                    piece = delta.get(key)
-                    if piece:
-                        if kind == "reasoning":
-                            result.has_reasoning_field = True
-                            result.reasoning += piece
-                        else:
-                            result.content += piece
-                        result.chunks += 1
-                        on_delta(kind, piece)
-                        break
-                if choice.get("finish_reason"):
-                    result.finish_reason = choice["finish_reason"]
-
-
-def classify_request_error(status: int, message: str, base_url: str) -> ServerError:
-    """A refused request (4xx/5xx with the server's message) -> an error naming the input that caused it."""
-    low = message.lower()
-    if "context length" in low or "maximum context" in low or "max_model_len" in low or "too long" in low \
-            or "exceed" in low and "token" in low:
-        return ServerError("max_new_tokens", f"the prompt and answer do not fit the served model's context "
-                           f"(server said: {message}).", "Lower max_new_tokens, use fewer or smaller images "
-                           "(max_visual_tokens) or frames, or start the server with a larger --max-model-len.")
-    if ("at most" in low or "limit" in low) and ("image" in low or "video" in low or "multimodal" in low):
-        return ServerError("image", f"the server refused the images or video (server said: {message}).",
-                           "Send fewer images per prompt, or raise the server's limit (vLLM: --limit-mm-per-prompt "
-                           "'{\"image\": 8, \"video\": 1}').")
-    if status in (401, 403):
-        return ServerError("api_key_env", f"the server refused the request ({status}: {message}).",
-                           "Set api_key_env to the name of an environment variable holding the key.")
-    if "media_io_kwargs" in low or "mm_processor_kwargs" in low:
-        return ServerError("video", f"the server refused the video's frame times (server said: {message}).",
-                           "Start vLLM with --trust-request-mm-kwargs so that the frames keep their true "
-                           "timestamps, or describe the video with a local model.")
-    return ServerError("base_url", f"the server at {base_url} refused the request ({status}: {message}).",
-                       "Check the server's log and that the served model is a Qwen3-VL (vision) model.")

@@ -26,7 +26,8 @@ from ...utils.text import ends_in_thinking, split_thinking
 from ...utils.video import TOKEN_SIDE
 from ..engine import GenerationResult
 from .base import NO_HOOKS, Hooks, VisualBudget
-from .openai_client import Cancel, OpenAIClient, ServerError, StreamResult
+from .openai_client import Cancel, OpenAIClient, ServerError, StreamResult, normalize_base_url
+from .server_keys import check_key_env
 from .server_kinds import ServerKind, detect
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class ServerBundle:
     max_concurrency: int = 4
     keep_alive: bool = True
     opens_think: bool | None = field(default=None, compare=False)
+    url: str = field(default="", repr=False)  # base_url as typed (a user:password in it); base_url shows ***
     kind: ServerKind = field(default_factory=ServerKind, compare=False)  # which server: its differences
 
     @property
@@ -60,7 +62,7 @@ class ServerBundle:
         after the run)."""
         if not self.keep_alive:
             return self._new_client()
-        key = (self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency)
+        key = (self.url or self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency)
         with _CLIENTS_LOCK:
             if key not in _CLIENTS:
                 _CLIENTS[key] = self._new_client()
@@ -70,7 +72,8 @@ class ServerBundle:
         """After a run: nothing to stop for a server the user runs (a managed llama-server may stop)."""
 
     def _new_client(self) -> OpenAIClient:
-        return OpenAIClient(self.base_url, self.api_key_env, self.timeout_s, max_connections=self.max_concurrency)
+        return OpenAIClient(self.url or self.base_url, self.api_key_env, self.timeout_s,
+                            max_connections=self.max_concurrency)
 
 
 def check_settings(timeout_s: float, max_concurrency: int) -> None:
@@ -88,19 +91,21 @@ def connect(base_url: str, model: str = "", api_key_env: str = "", timeout_s: fl
             max_concurrency: int = 4, keep_alive: bool = True) -> ServerBundle:
     """Check the server (``GET /models``) and the model it serves; return the bundle the nodes use."""
     check_settings(timeout_s, max_concurrency)
+    api_key_env = check_key_env(api_key_env)  # refused before any request
     client = OpenAIClient(base_url, api_key_env, min(float(timeout_s), 30.0), max_connections=2)
     try:
         served = client.list_models()
-        name = (model or "").strip()
+        name = model.strip() if isinstance(model, str) else ""
         if not served:
             raise ServerError("base_url", f"the server at {client.base_url} lists no model.",
                               "Start it with a Qwen3-VL model (e.g. vllm serve Qwen/Qwen3-VL-8B-Instruct).")
         if not name:
             name = served[0]
         elif name not in served:
-            raise ServerError("model", f"{name!r} is not served at {client.base_url}; it serves: "
-                              f"{', '.join(served[:20])}.", "Leave model empty for the first one, or copy a name "
-                              "from that list.")
+            names = ", ".join(served[:20])
+            raise ServerError("model", f"{name[:200]!r} is not served at {client.base_url}; it serves: "
+                              f"{names[:1000]}.", "Leave model empty for the first one, or copy a name from that "
+                              "list.")
         kind = detect(client)
         if kind.vision is False:
             raise ServerError("base_url", f"the llama-server at {client.base_url} has no vision: it was started "
@@ -109,8 +114,8 @@ def connect(base_url: str, model: str = "", api_key_env: str = "", timeout_s: fl
         opens = kind.opens_think(client, name)
     finally:
         client.close()
-    bundle = ServerBundle(client.base_url, name, (api_key_env or "").strip(), float(timeout_s), int(max_concurrency),
-                          bool(keep_alive), opens, kind)
+    bundle = ServerBundle(client.base_url, name, api_key_env, float(timeout_s), int(max_concurrency),
+                          bool(keep_alive), opens, normalize_base_url(base_url), kind)
     logger.info("served model %s at %s (%s, max_concurrency %d, thinking prompt %s)", name, bundle.base_url,
                 kind.name, max_concurrency, opens)
     return bundle
@@ -187,11 +192,14 @@ class ServedBackend:
 
     def generate_stream(self, items: Iterable[tuple[Any, list[dict]]], options: GenerationOptions,
                         budget: VisualBudget, batch_size: int = 0, hooks: Hooks = NO_HOOKS,
-                        before_batch: Callable[[], None] | None = None) -> Iterator[list[tuple[Any, GenerationResult]]]:
-        """Up to ``max_concurrency`` requests in flight (``batch_size`` is the in-process engine's; unused)."""
+                        before_batch: Callable[[], None] | None = None,
+                        ordered: bool = True) -> Iterator[list[tuple[Any, GenerationResult]]]:
+        """Up to ``max_concurrency`` requests in flight (``batch_size`` is the in-process engine's; unused).
+        ``ordered=False``: each answer as soon as it arrives, and the finished ones before an error is raised."""
         client = self.bundle.client()
         try:
-            yield from _Run(self.bundle, options, budget, hooks, before_batch).results(iter(items), client)
+            run = _Run(self.bundle, options, budget, hooks, before_batch)
+            yield from run.results(iter(items), client, ordered)
         finally:
             if not self.bundle.keep_alive:
                 client.close()
@@ -221,14 +229,16 @@ class _Run:
                 self.events.put((seq, "done", cached))
                 return
             stream = client.stream_chat(payload, lambda kind, piece: self.events.put((seq, kind, piece)), self.cancel)
+            if self.cancel.is_set() and stream.finish_reason is None:
+                self.events.put((seq, "cancelled", None))  # a part of an answer is never handed out
+                return
             result = _result(self.bundle, stream, req, time.perf_counter() - start)
-            if not self.cancel.is_set():
-                _remember(digest, result)
+            _remember(digest, result)
             self.events.put((seq, "done", result))
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread, which raises it
             self.events.put((seq, "error", self.bundle.kind.explain(err) if isinstance(err, ServerError) else err))
 
-    def results(self, items: Iterator[tuple[Any, list[dict]]], client: OpenAIClient):
+    def results(self, items: Iterator[tuple[Any, list[dict]]], client: OpenAIClient, ordered: bool = True):
         width = self.bundle.max_concurrency
         keys: dict[int, Any] = {}
         done: dict[int, GenerationResult] = {}
@@ -252,34 +262,60 @@ class _Run:
                 while next_out in done:
                     ready.append((keys.pop(next_out), done.pop(next_out)))
                     next_out += 1
+                if not ordered:
+                    ready += [(keys.pop(seq), done.pop(seq)) for seq in sorted(done)]
                 if ready:
                     yield ready
                 elif exhausted and not pending:
                     return
                 else:
-                    self._wait(pending, done, next_out)
+                    error = self._wait(pending, done, next_out)
+                    if error is not None:
+                        self.cancel.set()
+                        if not ordered:  # answers already finished are handed out before the error
+                            pool.shutdown(wait=True)  # streams closed: each request ends now (or within timeout_s)
+                            self._drain(pending, done)
+                            finished = [(keys.pop(seq), done.pop(seq)) for seq in sorted(done)]
+                            if finished:
+                                yield finished
+                        raise error
         except BaseException:
             self.cancel.set()  # closes every open stream: the server aborts those requests
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _wait(self, pending: set[int], done: dict[int, GenerationResult], first: int) -> None:
-        """Handle the next event (or 0.1 s of silence); hooks run here, in the caller's thread."""
+    def _drain(self, pending: set[int], done: dict[int, GenerationResult]) -> None:
+        """Collect the answers that finished meanwhile (their events are already queued)."""
+        while True:
+            try:
+                seq, kind, value = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "done":
+                pending.discard(seq)
+                done[seq] = value
+
+    def _wait(self, pending: set[int], done: dict[int, GenerationResult], first: int) -> BaseException | None:
+        """Handle the next event (or 0.1 s of silence); hooks run here, in the caller's thread. A request's
+        error is returned."""
         try:
             seq, kind, value = self.events.get(timeout=0.1)
         except queue.Empty:
             if self.hooks.on_step is not None:
                 self.hooks.on_step(self.tokens.get(first, 0))  # lets Cancel through while the server is silent
-            return
+            return None
         if kind == "error":
-            raise value
+            return value
+        if kind == "cancelled":
+            pending.discard(seq)
+            return None
         if kind == "done":
             pending.discard(seq)
             done[seq] = value
             if seq == first and self.hooks.on_text is not None:
                 self.hooks.on_text(value.thinking, value.text)
-            return
+            return None
         self.tokens[seq] = self.tokens.get(seq, 0) + 1
         store = self.reasoning if kind == "reasoning" else self.content
         store[seq] = store.get(seq, "") + value
@@ -287,6 +323,7 @@ class _Run:
             if self.hooks.on_step is not None:
                 self.hooks.on_step(self.tokens[seq])
             self._show_text(seq)
+        return None
 
     def _show_text(self, seq: int) -> None:
         now = time.monotonic()

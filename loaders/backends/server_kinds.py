@@ -17,12 +17,9 @@ llama-server differs in six ways (seen with the llama.cpp vendored in llama-cpp-
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from ...utils.errors import InputError
 from ...utils.text import prompt_opens_think
@@ -57,7 +54,7 @@ class ServerKind:
         """Whether the chat template's generation prompt opens ``<think>`` (Thinking models); None = unknown."""
         messages = [{"role": "user", "content": "hi"}]
         if self.is_llama:
-            body = _post_json(client, "/apply-template", {"messages": messages})
+            body = _ask(client, "POST", "/apply-template", json={"messages": messages})
             prompt = body.get("prompt") if isinstance(body, dict) else None
             return prompt_opens_think(prompt) if isinstance(prompt, str) else None
         tokens = client.tokenize(model, messages)
@@ -135,60 +132,38 @@ class ServerKind:
 
 
 def detect(client: OpenAIClient) -> ServerKind:
-    """Ask the server what it is: llama-server answers ``/props`` (and sends ``Server: llama.cpp``), vLLM and
-    SGLang answer ``/version``; anything else is a plain OpenAI-compatible server."""
-    props, headers = _get_json(client, "/props")
-    if isinstance(props, dict) and ("default_generation_settings" in props or "total_slots" in props) \
-            or "llama.cpp" in headers.get("server", ""):
-        return _llama_kind(props if isinstance(props, dict) else {})
-    version, _ = _get_json(client, "/version")
+    """Ask the server what it is: llama-server answers ``/props``, vLLM and SGLang answer ``/version``; anything
+    else is a plain OpenAI-compatible server. Every value read is checked; an odd answer only means "other"."""
+    props = _ask(client, "GET", "/props")
+    if isinstance(props, dict) and ("default_generation_settings" in props or "total_slots" in props):
+        return _llama_kind(props)
+    version = _ask(client, "GET", "/version")
     if isinstance(version, dict) and isinstance(version.get("version"), str):
-        return ServerKind(VLLM, version["version"])
+        return ServerKind(VLLM, version["version"][:100])
     return ServerKind(OTHER)
+
+
+def _count(value: Any, high: int) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= high else None
 
 
 def _llama_kind(props: dict) -> ServerKind:
     settings = props.get("default_generation_settings")
-    ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-    slots = props.get("total_slots")
     modalities = props.get("modalities")
     vision = modalities.get("vision") if isinstance(modalities, dict) else None
-    return ServerKind(LLAMA_CPP, str(props.get("build_info", "")),
-                      slot_context=ctx if isinstance(ctx, int) and ctx > 0 else None,
-                      slots=slots if isinstance(slots, int) and slots > 0 else None,
+    build = props.get("build_info")
+    return ServerKind(LLAMA_CPP, build[:100] if isinstance(build, str) else "",
+                      slot_context=_count(settings.get("n_ctx") if isinstance(settings, dict) else None, 1 << 24),
+                      slots=_count(props.get("total_slots"), 4096),
                       vision=vision if isinstance(vision, bool) else None, image_tokens=LLAMA_IMAGE_TOKENS)
 
 
-def _root(client: OpenAIClient) -> str:
-    url = client.base_url
-    return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
-def _get_json(client: OpenAIClient, path: str) -> tuple[Any, dict]:
+def _ask(client: OpenAIClient, method: str, path: str, **kwargs) -> Any:
+    """A small JSON answer from the server's root (beside /v1), bounded like every other read; None when the
+    server has no such endpoint or answers with an error."""
     try:
-        response = client._http.get(_root(client) + path, headers=client._headers())
-    except httpx.HTTPError as err:
-        logger.debug("GET %s: %s", path, err)
-        return None, {}
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    if response.status_code >= 400:
-        return None, headers
-    try:
-        return response.json(), headers
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None, headers
-
-
-def _post_json(client: OpenAIClient, path: str, body: dict) -> Any:
-    try:
-        response = client._http.post(_root(client) + path, headers=client._headers(), json=body)
-    except httpx.HTTPError as err:
-        logger.debug("POST %s: %s", path, err)
-        return None
-    if response.status_code >= 400:
-        logger.debug("POST %s: %d", path, response.status_code)
-        return None
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        with client._errors(path):
+            return client._get_json(method, client._root + path, path, missing_ok=True, **kwargs)
+    except ServerError as err:
+        logger.debug("%s %s: %s", method, path, err)
         return None
