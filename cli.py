@@ -5,6 +5,8 @@
     python cli.py caption /path/to/images --model /path/to/Qwen3-VL-2B-Instruct --prefix "ohwx"
     python cli.py ask --server http://127.0.0.1:8000/v1 --image photo.jpg "Describe this image."
     python cli.py caption /path/to/images --server http://127.0.0.1:8000/v1 --concurrency 16
+    python cli.py ask --gguf Qwen3-VL-8B-Instruct-Q4_K_M.gguf --mmproj mmproj-Qwen3-VL-8B-Instruct-F16.gguf \
+        --image photo.jpg "Describe this image."      # starts and stops llama-server itself
 
 Without ``--model`` it builds a tiny random-weight Qwen3-VL (as the tests do) and says so:
 its answers are random text, useful only to check that everything runs.
@@ -72,6 +74,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     served.add_argument("--timeout", type=float, default=120.0, metavar="S",
                         help="longest wait for the server's next bytes, in seconds")
     served.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight at once")
+    gguf = p.add_argument_group("GGUF through llama.cpp (instead of --model): starts and stops a llama-server")
+    gguf.add_argument("--gguf", metavar="FILE", help="a GGUF Qwen3-VL / Qwen3.5 language model file")
+    gguf.add_argument("--mmproj", metavar="FILE", help="its vision projector (mmproj-*.gguf)")
+    gguf.add_argument("--llama-server", default="", metavar="PATH", help="the llama-server program (default: "
+                      "$QWEN3VL_LLAMA_SERVER, else llama-server on PATH)")
+    gguf.add_argument("--ctx", type=int, default=8192, metavar="N", help="tokens per request (per slot); the server "
+                      "gets -c N x --parallel")
+    gguf.add_argument("--parallel", type=int, default=1, metavar="N", help="requests at once (llama-server slots)")
+    gguf.add_argument("--gpu-layers", type=int, default=999, metavar="N", help="layers on the GPU (-ngl)")
+    gguf.add_argument("--llama-args", default="", metavar="ARGS", help="more llama-server flags, e.g. --no-repack")
 
 
 def _add_generation_args(p: argparse.ArgumentParser, preset: str = "VL", thinking: str = "auto") -> None:
@@ -125,6 +137,13 @@ def load_from_args(args):
     from .loaders.cache import load_model
     from .loaders.lora import with_adapter
 
+    if getattr(args, "gguf", None) or getattr(args, "mmproj", None):
+        from .loaders.gguf import start_gguf
+
+        if args.server or args.model:
+            logger.warning("--server / --model are ignored: --gguf answers instead.")
+        return start_gguf(args.gguf or "", args.mmproj or "", args.llama_server, args.ctx, args.parallel,
+                          args.gpu_layers, True, args.timeout, 0, args.llama_args, names=GGUF_FLAGS)
     if args.server:
         from .loaders.backends.served import connect
 
@@ -221,16 +240,23 @@ def main(argv: list[str] | None = None) -> int:
     except Qwen3VLError as err:
         logger.error("%s", cli_message(err, parser, args.command))
         return 2
+    finally:
+        if getattr(args, "gguf", None) or getattr(args, "mmproj", None):
+            from .loaders.llama_process import stop_all
+
+            stop_all()  # the llama-server started for --gguf ends with the command
 
 
-# node inputs of Qwen3-VL Server Model -> the CLI's flags
+# node inputs of Qwen3-VL Server Model / GGUF (llama.cpp) -> the CLI's flags
 SERVED_FLAGS = {"base_url": "--server", "timeout_s": "--timeout", "max_concurrency": "--concurrency"}
+GGUF_FLAGS = {"model": "--gguf", "mmproj": "--mmproj", "llama_server": "--llama-server", "context": "--ctx",
+              "parallel": "--parallel", "gpu_layers": "--gpu-layers"}
 
 
 def cli_message(err: Exception, parser: argparse.ArgumentParser, command: str) -> str:
     """An error from the shared engine names node inputs (``max_new_tokens: ...``); say the option instead."""
     text, name = str(err), getattr(err, "input_name", "")
-    flag = SERVED_FLAGS.get(name) or "--" + name.replace("_", "-")
+    flag = name if name.startswith("--") else SERVED_FLAGS.get(name) or "--" + name.replace("_", "-")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     options = {opt for action in sub._actions for opt in action.option_strings}
     if name and flag in options and text.startswith(name + ":"):

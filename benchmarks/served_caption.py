@@ -1,12 +1,15 @@
-"""S1 / S2: batch captioning through a served engine (a running vLLM), our backend vs a plain client.
+"""S1 / S2: batch captioning through a served engine (a running vLLM or llama-server), our backend vs a plain client.
 
     scripts/with_vllm.sh .venv/bin/python benchmarks/served_caption.py            # starts a tiny vLLM
     .venv/bin/python benchmarks/served_caption.py --url http://127.0.0.1:8000/v1  # any running server
+    .venv/bin/python benchmarks/served_caption.py --gguf .llama-build/tiny/qwen3vl-tiny-Q8_0.gguf \
+        --mmproj .llama-build/tiny/mmproj-qwen3vl-tiny-f16.gguf --llama-server .llama-build/bin/llama-server \
+        --concurrency 4 --llama-args=--no-repack --counts 16                     # a managed llama-server, 4 slots
 
 S1 = throughput of Qwen3-VL Batch Caption's engine (``loaders.batch.caption_images`` on a Server Model) ÷
 throughput of a plain client that sends the same requests (httpx in a thread pool, the same PNG bytes, the
-same concurrency); target >= 0.9 (the pack adds <= 10%). S2 = throughput at concurrency 16 ÷ concurrency 1
-(our backend). Each figure is a median of interleaved rounds from ONE run on the same server and the same
+same concurrency); target >= 0.9 (the pack adds <= 10%). S2 = throughput at concurrency 16 (llama-server: its
+slot count, ``--concurrency``) ÷ concurrency 1 (our backend). Each figure is a median of interleaved rounds from ONE run on the same server and the same
 16 (and 64) images at 64 new tokens (greedy; ``ignore_eos`` so every answer is 64 tokens long). Images are
 already on the 32-pixel grid within the budget, so neither side resizes and both send identical pixels.
 """
@@ -101,7 +104,7 @@ def ours(url: str, images, prompt: str, tokens: int, concurrency: int) -> tuple[
     return elapsed, len(captions)
 
 
-def _check_same_work(url: str, model: str, images, prompt: str, tokens: int) -> None:
+def _check_same_work(url: str, model: str, images, prompt: str, tokens: int, width: int) -> None:
     """Both sides generate the same number of tokens for the same requests (else the ratio means nothing)."""
     from qwen3vl_pack.loaders.backends import served
     from qwen3vl_pack.loaders.tasks import run_conversations
@@ -111,10 +114,10 @@ def _check_same_work(url: str, model: str, images, prompt: str, tokens: int) -> 
 
     served.forget_answers()
     text = build_caption_prompt("custom", prompt)
-    results = run_conversations(served.connect(url, max_concurrency=16), [build_messages(text, [im]) for im in images],
+    results = run_conversations(served.connect(url, max_concurrency=width), [build_messages(text, [im]) for im in images],
                                 resolve_options("Greedy", tokens, 0), max_visual_tokens=1280)
     ours_tokens = sum(r.new_tokens for r in results)
-    plain_tokens = plain_client(url, model, images, text, tokens, 16)[1]
+    plain_tokens = plain_client(url, model, images, text, tokens, width)[1]
     assert ours_tokens == plain_tokens == len(images) * tokens, (ours_tokens, plain_tokens)
 
 
@@ -124,10 +127,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--counts", default="16,64")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests at once (llama-server: its slots)")
+    parser.add_argument("--gguf", help="start a managed llama-server on this GGUF (with --mmproj)")
+    parser.add_argument("--mmproj")
+    parser.add_argument("--llama-server", default="")
+    parser.add_argument("--llama-args", default="")
     args = parser.parse_args()
-    if not args.url:
-        parser.error("--url (or QWEN3VL_VLLM_URL) is needed: run it under scripts/with_vllm.sh")
     import_pack()
+    if args.gguf:
+        from qwen3vl_pack.loaders.gguf import start_gguf
+
+        args.url = start_gguf(args.gguf, args.mmproj or "", args.llama_server, 1024, args.concurrency, 0,
+                              extra_args=args.llama_args).base_url
+    if not args.url:
+        parser.error("--url (or QWEN3VL_VLLM_URL) or --gguf is needed: run it under scripts/with_vllm.sh")
     from qwen3vl_pack.loaders.backends import served
 
     served_payload = served.request_payload
@@ -141,11 +154,12 @@ def main() -> int:
     prompt = "Write one caption for this image."
     for n in (int(c) for c in args.counts.split(",")):
         images = _images(n)
-        _check_same_work(args.url, model, images, prompt, args.tokens)
-        rows = {"ours16": [], "plain16": [], "ours1": []}
+        width = args.concurrency
+        _check_same_work(args.url, model, images, prompt, args.tokens, width)
+        rows = {"ours": [], "plain": [], "ours1": []}
         for r in range(args.rounds):  # alternate who goes first: the server's caches favour the second sender
-            pair = [("ours16", ours, (args.url, images, prompt, args.tokens, 16)),
-                    ("plain16", plain_client, (args.url, model, images, prompt, args.tokens, 16))]
+            pair = [("ours", ours, (args.url, images, prompt, args.tokens, width)),
+                    ("plain", plain_client, (args.url, model, images, prompt, args.tokens, width))]
             for name, run, run_args in pair if r % 2 == 0 else pair[::-1]:
                 rows[name].append(run(*run_args)[0])
             if n <= 16:
@@ -153,10 +167,10 @@ def main() -> int:
         med = {k: statistics.median(v) for k, v in rows.items() if v}
         sys.stdout.write(f"{n} images x {args.tokens} tokens, {args.rounds} interleaved rounds (median s): "
                          + ", ".join(f"{k} {v:.2f}" for k, v in med.items()) + "\n")
-        sys.stdout.write(f"  S1 (ours / plain client, concurrency 16) = {med['plain16'] / med['ours16']:.3f}"
-                         f"   per round: {[round(p / o, 3) for o, p in zip(rows['ours16'], rows['plain16'], strict=True)]}\n")
+        sys.stdout.write(f"  S1 (ours / plain client, concurrency {width}) = {med['plain'] / med['ours']:.3f}"
+                         f"   per round: {[round(p / o, 3) for o, p in zip(rows['ours'], rows['plain'], strict=True)]}\n")
         if "ours1" in med:
-            sys.stdout.write(f"  S2 (concurrency 16 / 1, throughput) = {med['ours1'] / med['ours16']:.2f}x\n")
+            sys.stdout.write(f"  S2 (concurrency {width} / 1, throughput) = {med['ours1'] / med['ours']:.2f}x\n")
     return 0
 
 

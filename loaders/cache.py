@@ -87,6 +87,7 @@ class ModelBundle:
 MODEL_CACHE: dict[CacheKey, _Entry] = {}
 _LOCK = threading.RLock()
 _LOAD_HOOKS: list[Callable[[CacheKey, int], None]] = []
+_UNLOAD_HOOKS: list[Callable[[], int]] = []
 
 
 def make_key(model: str, search_dirs: list[str] | None = None, dtype: str = "auto", attention: str = "auto",
@@ -127,6 +128,14 @@ def add_load_hook(hook: Callable[[CacheKey, int], None]) -> None:
     with _LOCK:
         if hook not in _LOAD_HOOKS:
             _LOAD_HOOKS.append(hook)
+
+
+def add_unload_hook(hook: Callable[[], int]) -> None:
+    """Run ``hook()`` in :func:`unload_all` (Unload Models, ComfyUI's /free): other things this pack holds, such
+    as managed llama-servers, are freed with the models. It returns how many it freed."""
+    with _LOCK:
+        if hook not in _UNLOAD_HOOKS:
+            _UNLOAD_HOOKS.append(hook)
 
 
 def remove_load_hook(hook: Callable[[CacheKey, int], None]) -> None:
@@ -322,6 +331,8 @@ def unload_all() -> int:
     with _LOCK:
         count = len(MODEL_CACHE)
         MODEL_CACHE.clear()
+        hooks = list(_UNLOAD_HOOKS)
+    count += sum(hook() for hook in hooks)
     free_memory()
     if count:
         logger.info("unloaded %d Qwen3-VL model(s)", count)

@@ -6,6 +6,7 @@ say "Qwen3-VL / Qwen3.5" since they run both families (loaders/families.py)."""
 from .caption import Qwen3VLBatchCaption, Qwen3VLLoadImageFolder, Qwen3VLSaveCaptions
 from .download import Qwen3VLDownloadModel
 from .generate import Qwen3VLGenerate
+from .gguf import Qwen3VLGGUFModel
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
 from .interop import Qwen3VLBBoxToBoundingBox
 from .loader import Qwen3VLModelLoader
@@ -20,6 +21,7 @@ NODE_CLASS_MAPPINGS = {
     "Qwen3VL_ModelLoader": Qwen3VLModelLoader,
     "Qwen3VL_ServerModel": Qwen3VLServerModel,
     "Qwen3VL_LoraLoader": Qwen3VLLoraLoader,
+    "Qwen3VL_GGUFModel": Qwen3VLGGUFModel,
     "Qwen3VL_Generate": Qwen3VLGenerate,
     "Qwen3VL_Sampling": Qwen3VLSampling,
     "Qwen3VL_VideoOptions": Qwen3VLVideoOptions,
@@ -40,6 +42,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_ModelLoader": "Qwen3-VL / Qwen3.5 Model Loader",
     "Qwen3VL_ServerModel": "Qwen3-VL / Qwen3.5 Server Model",
+    "Qwen3VL_GGUFModel": "Qwen3-VL / Qwen3.5 GGUF (llama.cpp)",
     "Qwen3VL_LoraLoader": "Qwen3-VL / Qwen3.5 LoRA Loader",
     "Qwen3VL_Generate": "Qwen3-VL / Qwen3.5 Generate",
     "Qwen3VL_Sampling": "Qwen3-VL Sampling",

@@ -1,4 +1,5 @@
-"""Write workflows/served_caption.json from caption_folder.json: the loader replaced by Qwen3-VL Server Model.
+"""Write workflows/served_caption.json and gguf_caption.json from caption_folder.json: the loader replaced by
+Qwen3-VL Server Model / Qwen3-VL GGUF (llama.cpp).
 
     python scripts/make_served_workflows.py
 """
@@ -46,9 +47,44 @@ def served_caption() -> dict:
     return flow
 
 
+GGUF_WIDGETS = ["Qwen3VL-8B-Instruct-Q4_K_M.gguf", "mmproj-Qwen3VL-8B-Instruct-F16.gguf", 8192, 2, 999, True, "", "",
+                "", 120.0, 0, ""]
+GGUF_NOTE = (
+    "Caption a folder of images with a GGUF Qwen3-VL run by llama.cpp: one .txt caption per image. The GGUF node "
+    "starts llama-server itself (on 127.0.0.1), keeps it for the next runs, and stops it with Unload Models, with "
+    "keep_loaded off, or when ComfyUI exits.\n\n"
+    "1. Get llama-server: a prebuilt llama.cpp release for your GPU (CUDA, Vulkan, Metal) or CPU from "
+    "github.com/ggml-org/llama.cpp/releases; put its folder on PATH, or set QWEN3VL_LLAMA_SERVER, or type its path "
+    "in the node's llama_server.\n"
+    "2. Put a model .gguf and its mmproj .gguf (e.g. from Qwen/Qwen3-VL-8B-Instruct-GGUF: Q4_K_M + mmproj F16) in "
+    "ComfyUI/models/LLM, refresh, and choose them (or give full paths in model_path / mmproj_path).\n"
+    "3. Load Image Folder: CHANGE 'directory' to the absolute path of your image folder.\n\n"
+    "context = tokens per request (images + prompt + caption); parallel = captions at once (llama-server divides "
+    "its memory among them). gpu_layers 999 = the whole model on the GPU, 0 = CPU. An error names the input to "
+    "fix and the server's log file."
+)
+
+
+def gguf_caption() -> dict:
+    flow = copy.deepcopy(json.loads((ROOT / "workflows" / "caption_folder.json").read_text(encoding="utf-8")))
+    flow["id"] = "00000000-0000-4000-8000-6e4ed0ca9719"
+    for node in flow["nodes"]:
+        if node["type"] == "Qwen3VL_ModelLoader":
+            node["type"] = "Qwen3VL_GGUFModel"
+            node["properties"]["Node name for S&R"] = "Qwen3VL_GGUFModel"
+            node["widgets_values"] = list(GGUF_WIDGETS)
+            node["size"] = [360, 330]
+        elif node["type"] == "Note":
+            node["widgets_values"] = [GGUF_NOTE]
+            node["size"] = [520, 320]
+    return flow
+
+
 def main() -> None:
     path = ROOT / "workflows" / "served_caption.json"
     path.write_text(json.dumps(served_caption(), indent=2) + "\n", encoding="utf-8")
+    path = ROOT / "workflows" / "gguf_caption.json"
+    path.write_text(json.dumps(gguf_caption(), indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

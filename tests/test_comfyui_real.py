@@ -36,6 +36,11 @@ INPUTS = [ROOT / "assets" / "sample.png", ROOT / "assets" / "qwen3vl_clip.mp4"]
 LOADER = "Qwen3VL_ModelLoader"
 SERVER = "Qwen3VL_ServerModel"
 LORA = "Qwen3VL_LoraLoader"
+GGUF = "Qwen3VL_GGUFModel"
+LLAMA_BUILD = ROOT / ".llama-build"  # scripts/llama_server.sh all
+GGUF_FILES = {"llama_server": LLAMA_BUILD / "bin" / "llama-server",
+              "model_path": LLAMA_BUILD / "tiny" / "qwen3vl-tiny-Q8_0.gguf",
+              "mmproj_path": LLAMA_BUILD / "tiny" / "mmproj-qwen3vl-tiny-f16.gguf"}
 VLLM_URL = os.environ.get("QWEN3VL_VLLM_URL", "")
 TINY_TOKENS = 256  # the tier's max_new_tokens for Task nodes (their 0 = the task default, up to 4096 tokens)
 LISTED_NAMES = ("Qwen3-VL-2B-Instruct", "Qwen3.5-2B")  # what the workflows pick: not in the empty list
@@ -87,6 +92,15 @@ def _harness(env: dict, *args: str) -> subprocess.CompletedProcess:
         cmd += ["--input", str(f)]
     os_env = dict(os.environ, COMFYUI_DIR=COMFY, COMFYUI_PYTHON=PYTHON, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=os_env)
+
+
+def _gguf_inputs() -> dict:
+    from qwen3vl_pack.nodes.gguf import Qwen3VLGGUFModel
+
+    return Qwen3VLGGUFModel.INPUT_TYPES()
+
+
+GGUF_INPUTS = _gguf_inputs()
 
 
 def _widget_index(name: str, node_id: str = LOADER) -> int:
@@ -151,7 +165,15 @@ def _prepare(workflow: Path, env: dict, dst: Path, model_key: str = "model") -> 
         wf = _without_sam3(wf)  # no SAM3 checkpoint here: the Qwen3-VL part runs; the SAM3 socket is checked below
     loaders = [node for node in wf["nodes"] if node["type"] == LOADER]
     servers = [node for node in wf["nodes"] if node["type"] == SERVER]
-    assert loaders or servers, f"{workflow.name} has no {LOADER} or {SERVER}"
+    ggufs = [node for node in wf["nodes"] if node["type"] == GGUF]
+    assert loaders or servers or ggufs, f"{workflow.name} has no {LOADER}, {SERVER} or {GGUF}"
+    if ggufs and not all(p.is_file() for p in GGUF_FILES.values()):
+        pytest.skip(f"{workflow.name} needs llama-server and the tiny GGUF: run scripts/llama_server.sh all")
+    for node in ggufs:  # the files only through the *_path inputs (models/LLM is empty here)
+        names = [*GGUF_INPUTS["required"], *GGUF_INPUTS["optional"]]
+        values = dict(GGUF_FILES, context=4096, gpu_layers=0, extra_args="--no-repack")
+        for name, value in values.items():
+            node["widgets_values"][names.index(name)] = str(value) if isinstance(value, Path) else value
     if servers and not VLLM_URL:
         pytest.skip(f"{workflow.name} needs a served model: set QWEN3VL_VLLM_URL (scripts/with_vllm.sh)")
     for node in servers:

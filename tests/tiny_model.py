@@ -145,6 +145,9 @@ SIZES = {
                  mrope_section=[4, 2, 2]),
     "vllm": dict(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
                  mrope_section=[16, 8, 8]),
+    # llama.cpp asserts when the text stack has no more layers than DeepStack layers (SPEC section 11).
+    "gguf": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                 mrope_section=[4, 2, 2], num_hidden_layers=3),
 }
 
 
@@ -154,8 +157,9 @@ def build_config(tokenizer, family: str = "dense", size: str = "tiny"):
     vocab_size = ((len(tokenizer) + 63) // 64) * 64 + 64
     dims = dict(SIZES[size])
     mrope_section = dims.pop("mrope_section")
+    layers = dims.pop("num_hidden_layers", 2)
     text = dict(
-        vocab_size=vocab_size, num_hidden_layers=2, max_position_embeddings=32768,
+        vocab_size=vocab_size, num_hidden_layers=layers, max_position_embeddings=32768,
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False, **dims,
     )
@@ -213,7 +217,8 @@ def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int =
                      thinking: bool = False) -> Path:
     """Write a tiny random-weight Qwen3-VL (``family`` 'dense' or 'moe') to ``path``; return it.
 
-    ``size="vllm"`` gives the slightly larger shape that vLLM's CPU attention accepts (head_dim 64).
+    ``size="vllm"`` gives the slightly larger shape that vLLM's CPU attention accepts (head_dim 64);
+    ``size="gguf"`` the tiny shape with 3 text layers, which llama.cpp needs for the 2 DeepStack layers.
     ``thinking``: with Qwen3-VL-*-Thinking's chat template (the generation prompt opens ``<think>``).
     ``family`` 'qwen3_5' / 'qwen3_5_moe': a tiny Qwen3.5 (tests/tiny_qwen35.py; transformers >= 5.2).
     """
@@ -257,5 +262,5 @@ if __name__ == "__main__":  # pragma: no cover - manual use
 
     out = build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-qwen3vl",
                            sys.argv[2] if len(sys.argv) > 2 else "dense",
-                           size="vllm" if "vllm" in sys.argv[3:] else "tiny", thinking="thinking" in sys.argv[3:])
+                           size=next((s for s in ("vllm", "gguf") if s in sys.argv[3:]), "tiny"), thinking="thinking" in sys.argv[3:])
     sys.stdout.write(f"{out}\n")

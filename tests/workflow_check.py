@@ -16,7 +16,8 @@ VIRTUAL = {"Note", "MarkdownNote", "Reroute"}  # frontend-only nodes, never sent
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # Combos whose options depend on the user's machine (files in input/ or models/LLM).
 DYNAMIC_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("Qwen3VL_ModelLoader", "model"),
-                  ("Qwen3VL_LoraLoader", "lora"), ("CheckpointLoaderSimple", "ckpt_name")}
+                  ("Qwen3VL_LoraLoader", "lora"), ("CheckpointLoaderSimple", "ckpt_name"),
+                  ("Qwen3VL_GGUFModel", "model"), ("Qwen3VL_GGUFModel", "mmproj")}
 FRONTEND_EXTRA_WIDGETS = {"PreviewAny": 1}  # the frontend's read-only preview box may be saved
 
 

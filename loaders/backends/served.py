@@ -22,12 +22,13 @@ from typing import Any
 from ...utils.errors import InputError
 from ...utils.openai_messages import to_openai
 from ...utils.presets import GenerationOptions
-from ...utils.text import ends_in_thinking, prompt_opens_think, split_thinking
+from ...utils.text import ends_in_thinking, split_thinking
 from ...utils.video import TOKEN_SIDE
 from ..engine import GenerationResult
-from .base import NO_HOOKS, Hooks, VisualBudget, pixel_bounds
+from .base import NO_HOOKS, Hooks, VisualBudget
 from .openai_client import Cancel, OpenAIClient, ServerError, StreamResult, normalize_base_url
 from .server_keys import check_key_env
+from .server_kinds import ServerKind, detect
 
 logger = logging.getLogger(__name__)
 MAX_CONCURRENCY = 256
@@ -50,6 +51,7 @@ class ServerBundle:
     keep_alive: bool = True
     opens_think: bool | None = field(default=None, compare=False)
     url: str = field(default="", repr=False)  # base_url as typed (a user:password in it); base_url shows ***
+    kind: ServerKind = field(default_factory=ServerKind, compare=False)  # which server: its differences
 
     @property
     def path(self) -> str:  # what info shows as the model
@@ -65,6 +67,9 @@ class ServerBundle:
             if key not in _CLIENTS:
                 _CLIENTS[key] = self._new_client()
             return _CLIENTS[key]
+
+    def after_run(self) -> None:
+        """After a run: nothing to stop for a server the user runs (a managed llama-server may stop)."""
 
     def _new_client(self) -> OpenAIClient:
         return OpenAIClient(self.url or self.base_url, self.api_key_env, self.timeout_s,
@@ -101,31 +106,25 @@ def connect(base_url: str, model: str = "", api_key_env: str = "", timeout_s: fl
             raise ServerError("model", f"{name[:200]!r} is not served at {client.base_url}; it serves: "
                               f"{names[:1000]}.", "Leave model empty for the first one, or copy a name from that "
                               "list.")
-        opens = _template_opens_think(client, name)
+        kind = detect(client)
+        if kind.vision is False:
+            raise ServerError("base_url", f"the llama-server at {client.base_url} has no vision: it was started "
+                              "without --mmproj.", "Restart it with --mmproj mmproj-<model>.gguf (the projector "
+                              "file beside the GGUF), or use Qwen3-VL GGUF (llama.cpp), which starts it for you.")
+        opens = kind.opens_think(client, name)
     finally:
         client.close()
     bundle = ServerBundle(client.base_url, name, api_key_env, float(timeout_s), int(max_concurrency),
-                          bool(keep_alive), opens, normalize_base_url(base_url))
-    logger.info("served model %s at %s (max_concurrency %d, thinking prompt %s)", name, bundle.base_url,
-                max_concurrency, opens)
+                          bool(keep_alive), opens, normalize_base_url(base_url), kind)
+    logger.info("served model %s at %s (%s, max_concurrency %d, thinking prompt %s)", name, bundle.base_url,
+                kind.name, max_concurrency, opens)
     return bundle
-
-
-def _template_opens_think(client: OpenAIClient, model: str) -> bool | None:
-    """Whether the server's chat template ends its generation prompt inside ``<think>`` (Thinking models).
-
-    Asked through vLLM/SGLang's ``/tokenize`` + ``/detokenize``; None when the server has neither."""
-    tokens = client.tokenize(model, [{"role": "user", "content": "hi"}])
-    if not tokens:
-        return None
-    tail = client.detokenize(model, tokens[-8:])
-    return None if tail is None else prompt_opens_think(tail)
 
 
 def request_payload(bundle: ServerBundle, conversation: list[dict], options: GenerationOptions,
                     budget: VisualBudget) -> tuple[dict, Any]:
     """The chat-completions body for one conversation (Qwen's presets mapped to the OpenAI fields)."""
-    min_pixels, max_pixels = pixel_bounds(budget)
+    min_pixels, max_pixels = bundle.kind.pixel_bounds(budget)
     req = to_openai(conversation, min_pixels, max_pixels)
     payload: dict[str, Any] = {"model": bundle.model, "messages": req.messages, "max_tokens": options.max_new_tokens,
                                "seed": options.seed % (2 ** 63), "presence_penalty": options.presence_penalty}
@@ -141,6 +140,7 @@ def request_payload(bundle: ServerBundle, conversation: list[dict], options: Gen
         payload["media_io_kwargs"] = {"video": req.media_io_kwargs}
     if options.thinking != "auto":  # Qwen3.5's switch (vLLM, SGLang, llama-server pass it to the chat template)
         payload["chat_template_kwargs"] = {"enable_thinking": options.thinking == "on"}
+    bundle.kind.adapt(payload, sum(req.visual_tokens) + sum(req.video_tokens), bool(req.video_tokens))
     return payload, req
 
 
@@ -190,7 +190,8 @@ class ServedBackend:
         return TOKEN_SIDE
 
     def release(self) -> None:
-        """Nothing to free here: the server owns the model."""
+        """The server owns the model; a managed llama-server with keep_loaded off is stopped."""
+        self.bundle.after_run()
 
     def generate(self, conversations: list[list[dict]], options: GenerationOptions, budget: VisualBudget,
                  hooks: Hooks = NO_HOOKS, video_kwargs: dict | None = None) -> list[GenerationResult]:
@@ -249,7 +250,7 @@ class _Run:
             _remember(digest, result)
             self.events.put((seq, "done", result))
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread, which raises it
-            self.events.put((seq, "error", err))
+            self.events.put((seq, "error", self.bundle.kind.explain(err) if isinstance(err, ServerError) else err))
 
     def results(self, items: Iterator[tuple[Any, list[dict]]], client: OpenAIClient, ordered: bool = True):
         width = self.bundle.max_concurrency
