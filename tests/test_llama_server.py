@@ -200,8 +200,8 @@ def test_task(model, task):
 def test_batch_caption_in_order_and_equal_to_single_requests(model):
     images = [_images(1, 96 + 32 * i, 128) for i in range(4)]
     node = Qwen3VLBatchCaption()
-    (captions,) = node.caption([model], images, ["custom"], [8], ["Greedy"], [10], [""], [""],
-                               custom_prompt=["Caption this image."])
+    captions, _ = node.caption([model], images, ["custom"], [8], ["Greedy"], [10], [""], [""],
+                              custom_prompt=["Caption this image."])
     assert len(captions) == 4
     served.forget_answers()
     singles = [node.caption([model], [img], ["custom"], [1], ["Greedy"], [10], [""], [""],
