@@ -33,7 +33,7 @@ MINIMAP = (935, 485)
 # A workflow that needs a model file or a node a fresh ComfyUI may lack (SAM3) opens with a warning toast at the
 # top right (1.49: from x 805, 1.58: from x 855; down to y 215): keep clear of it there.
 TOAST = (795, 220)
-TOAST_TYPES = {"CheckpointLoaderSimple", "SAM3_Detect"}
+TOAST_TYPES = {"CheckpointLoaderSimple", "SAM3_Detect", "Qwen3VL_GGUFModel"}
 NOTES = {"Note", "MarkdownNote"}
 # The frontends draw node text only from a scale of 8 px / 14 px = 0.57 (1.49/1.58 MinFontSizeForLOD 8, 1.27 alike);
 # below it widgets are grey bars. The saved view never goes below this.

@@ -40,7 +40,7 @@ def _first(wf, node_type):
     (lambda wf: _first(wf, "Qwen3VL_Generate").__setitem__("type", "Qwen3VL_Nope"), "unknown node type"),
     (lambda wf: _first(wf, "Qwen3VL_Generate")["widgets_values"].__setitem__(1, "Turbo"), "widget preset"),
     (lambda wf: _first(wf, "Qwen3VL_Generate")["widgets_values"].__setitem__(2, 0), "widget max_new_tokens"),
-    (lambda wf: _first(wf, "Qwen3VL_Generate")["widgets_values"].pop(), "widget values for"),
+    (lambda wf: _first(wf, "Qwen3VL_Generate")["widgets_values"].__delitem__(slice(-2, None)), "widget values for"),
     (lambda wf: _first(wf, "Qwen3VL_ModelLoader")["widgets_values"].__setitem__(5, "yes"), "widget keep_loaded"),
     (lambda wf: wf["links"][0].__setitem__(2, 5), "has no output"),
     (lambda wf: wf.__setitem__("nodes", [n for n in wf["nodes"] if n["type"] != "Note"]), "no Note node"),
