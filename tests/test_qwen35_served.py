@@ -65,3 +65,17 @@ def test_batch_caption_sends_thinking_off_with_every_request(fake):
     assert len(captions) == 3
     chats = [p for p in fake.payloads if "messages" in p]
     assert len(chats) == 3 and all(p["chat_template_kwargs"] == {"enable_thinking": False} for p in chats)
+
+
+@pytest.mark.parametrize("probe, mode, expected", [
+    (True, "auto", True), (False, "auto", False), (None, "auto", None),
+    (True, "on", True), (None, "on", True), (False, "on", None),  # False: an Instruct template may ignore "on"
+    (False, "off", False), (None, "off", False), (True, "off", None),  # True: a Thinking template may ignore "off"
+])
+def test_what_the_switch_tells_about_the_servers_prompt(probe, mode, expected):
+    """The server does not say whether its template has the switch: where the probe saw the template's own default
+    go the other way, whether <think> was opened is not known (only a leading <think> or a </think> then counts)."""
+    from qwen3vl_pack.loaders.backends.served import ServerBundle, _opened
+
+    bundle = ServerBundle(base_url="http://127.0.0.1:9/v1", model="m", opens_think=probe)
+    assert _opened(bundle, mode) is expected

@@ -149,9 +149,18 @@ THINKING_SENT_NOTE = ("thinking {mode}: sent to the server as chat_template_kwar
 
 
 def _opened(bundle: ServerBundle, thinking: str) -> bool | None:
-    """Whether the server's prompt opened ``<think>``: the switch when on/off; for auto the probe at connect time
-    (None: the server cannot tell, then only a leading ``<think>`` or a ``</think>`` counts)."""
-    return bundle.opens_think if thinking == "auto" else thinking == "on"
+    """Whether the server's prompt opened ``<think>`` (None: not known; then only a leading ``<think>`` or a
+    ``</think>`` counts).
+
+    auto: the probe at connect time. on/off: the switch, where the template has one; the server does not say
+    whether it has: a Qwen3-VL Instruct template ignores ``on`` (never opens), a Qwen3-VL Thinking one ignores
+    ``off`` (always opens). So where the probe saw the template's default go the other way, it is not known; where
+    the probe could not tell, the user's switch is taken at its word."""
+    if thinking == "auto":
+        return bundle.opens_think
+    if thinking == "on":
+        return None if bundle.opens_think is False else True
+    return None if bundle.opens_think else False
 
 
 def _result(bundle: ServerBundle, stream: StreamResult, req, seconds: float, mode: str = "auto") -> GenerationResult:
