@@ -84,3 +84,14 @@ def qwen35(request, qwen35_models):
     from qwen3vl_pack.loaders.cache import load_model
 
     return load_model(str(qwen35_models[request.param]), [], dtype="fp32", attention="sdpa", device="cpu")
+
+
+@pytest.fixture()
+def fast_served(monkeypatch):
+    """Served-client tests: retries back off in 10 ms, and no answer is remembered across tests."""
+    from qwen3vl_pack.loaders.backends import openai_client, served
+
+    monkeypatch.setattr(openai_client, "RETRY_BASE_DELAY", 0.01)
+    served.forget_answers()
+    yield
+    served.forget_answers()

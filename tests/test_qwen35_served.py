@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qwen3vl_pack.loaders.backends import openai_client, served
 from qwen3vl_pack.loaders.backends.base import VisualBudget
 from qwen3vl_pack.loaders.backends.served import connect, request_payload
 from qwen3vl_pack.loaders.batch import caption_images, make_job
@@ -17,13 +16,7 @@ from qwen3vl_pack.utils.text import format_info
 
 from .fake_openai_server import FakeServer
 
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(openai_client, "RETRY_BASE_DELAY", 0.01)
-    served.forget_answers()
-    yield
-    served.forget_answers()
+pytestmark = pytest.mark.usefixtures("fast_served")  # quick retries, no remembered answers
 
 
 @pytest.fixture()

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qwen3vl_pack.loaders.backends import openai_client, served
 from qwen3vl_pack.loaders.backends.served import connect
 from qwen3vl_pack.loaders.batch import caption_files, make_job
 from qwen3vl_pack.utils.presets import resolve_options
@@ -26,12 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAT = ("POST", "/v1/chat/completions")
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(openai_client, "RETRY_BASE_DELAY", 0.01)
-    served.forget_answers()
-    yield
-    served.forget_answers()
+pytestmark = pytest.mark.usefixtures("fast_served")  # quick retries, no remembered answers
 
 
 def _folder(tmp_path: Path, n: int) -> list[Path]:

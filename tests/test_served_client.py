@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from qwen3vl_pack.loaders.backends import openai_client, served
+from qwen3vl_pack.loaders.backends import served
 from qwen3vl_pack.loaders.backends.served import connect, request_payload
 from qwen3vl_pack.loaders.batch import caption_images, make_job
 from qwen3vl_pack.loaders.tasks import ask, run_conversations
@@ -25,13 +25,7 @@ from qwen3vl_pack.utils.presets import resolve_options
 
 from .fake_openai_server import FakeServer
 
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(openai_client, "RETRY_BASE_DELAY", 0.01)
-    served.forget_answers()
-    yield
-    served.forget_answers()
+pytestmark = pytest.mark.usefixtures("fast_served")  # quick retries, no remembered answers
 
 
 @pytest.fixture()

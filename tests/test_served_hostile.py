@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from qwen3vl_pack.loaders.backends import chat_stream, openai_client, served
+from qwen3vl_pack.loaders.backends import chat_stream
 from qwen3vl_pack.loaders.backends.served import connect
 from qwen3vl_pack.loaders.tasks import ask
 from qwen3vl_pack.utils.errors import InputError
@@ -26,12 +26,7 @@ CHAT = ("POST", "/v1/chat/completions")
 MODELS = ("GET", "/v1/models")
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(openai_client, "RETRY_BASE_DELAY", 0.01)
-    served.forget_answers()
-    yield
-    served.forget_answers()
+pytestmark = pytest.mark.usefixtures("fast_served")  # quick retries, no remembered answers
 
 
 @pytest.fixture()

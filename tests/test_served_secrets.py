@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen3vl_pack.loaders.backends import openai_client, served, server_keys
+from qwen3vl_pack.loaders.backends import server_keys
 from qwen3vl_pack.loaders.backends.openai_client import OpenAIClient
 from qwen3vl_pack.loaders.backends.served import ServerBundle, connect
 from qwen3vl_pack.loaders.tasks import ask
@@ -32,12 +32,7 @@ SECRET = "AKIAsecret-0123456789"
 CHAT = ("POST", "/v1/chat/completions")
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(openai_client, "RETRY_BASE_DELAY", 0.01)
-    served.forget_answers()
-    yield
-    served.forget_answers()
+pytestmark = pytest.mark.usefixtures("fast_served")  # quick retries, no remembered answers
 
 
 @pytest.fixture()
