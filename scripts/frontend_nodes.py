@@ -65,6 +65,7 @@ MEASURE = """async (wf) => {
         return {
             id: n.id, type: n.type, pos: [...n.pos], size: [...n.size], computed: needed(n),
             widgets: (n.widgets || []).filter(w => !w.hidden && w.type !== "hidden").map(w => w.name),
+            labels: Object.fromEntries((n.widgets || []).filter(w => w.label).map(w => [w.name, w.label])),
             saved_widgets_values: saved[n.id] ? saved[n.id].widgets_values : null,
             prompt_inputs: prompt[String(n.id)] ? prompt[String(n.id)].inputs : null,
             hidden_by: corners.map(([cx, cy]) => covered(cx, cy)).filter(v => v),
@@ -160,7 +161,8 @@ async def inspect(base: str, workflows: list[Path], shoot: set[str], out: Path |
                                      or m["size"][1] < m["computed"][1] - 0.5],
                        "overlaps": overlaps(nodes, got["title_height"]),
                        "hidden": [f"node {m['id']} {m['type']}: {m['hidden_by']}" for m in nodes if m["hidden_by"]],
-                       "round_trip": round_trip(wf, nodes, info), "nodes": nodes}
+                       "round_trip": round_trip(wf, nodes, info), "nodes": nodes,
+                       "labels": {f"{m['id']} {m['type']}": m["labels"] for m in nodes if m["labels"]}}
                 if out is not None and path.name in shoot:
                     out.mkdir(parents=True, exist_ok=True)
                     png = out / f"{path.stem}.png"
@@ -207,7 +209,8 @@ def main() -> int:
     sys.stdout.write(json.dumps({"frontend": report[0]["frontend"] if report else "", "workflows": len(report),
                                  "pack_nodes": sum(n["type"].startswith("Qwen3VL_") for r in report for n in r["nodes"]),
                                  **summary, "problems": {r["workflow"]: {k: r[k] for k in summary if r[k]}
-                                                         for r in report if any(r[k] for k in summary)}},
+                                                         for r in report if any(r[k] for k in summary)},
+                                 "labels": {r["workflow"]: r["labels"] for r in report if r["labels"]}},
                                 indent=1) + "\n")
     return 1 if any(summary.values()) else 0
 

@@ -1,0 +1,64 @@
+// Which saved names a loader's list lacks on this machine. No imports: the pack's tests run it in Node.
+//
+// A workflow from another machine keeps its model, mmproj or LoRA name (the loaders accept any name so that a
+// *_path input can replace it), and the frontend shows a saved value even when the list does not hold it: a
+// loader whose only option is "(no Qwen3-VL folder found in models/LLM)" still read "Qwen3-VL-2B-Instruct".
+// The widget's label now says so; the value itself is never changed (saved workflows keep it).
+
+// node type -> [list input, the path input that replaces it when set, where the list comes from]
+export const LISTS = {
+  Qwen3VL_ModelLoader: [["model", "model_path", "models/LLM"]],
+  Qwen3VL_GGUFModel: [["model", "model_path", "models/LLM"], ["mmproj", "mmproj_path", "models/LLM"]],
+  Qwen3VL_LoraLoader: [["lora", "lora_path", "models/loras or models/LLM"]],
+};
+
+export const MARK = " (not found)";
+const ORIGINAL = "qwen3vlLabel"; // the label a widget had before it was marked
+
+function widgetNamed(node, name) {
+  return (node.widgets || []).find((w) => w.name === name);
+}
+
+function listValues(widget) {
+  const values = widget.options && widget.options.values;
+  const list = typeof values === "function" ? values(widget) : values;
+  return Array.isArray(list) ? list : null;
+}
+
+// The list inputs of this node whose value is neither in the list nor replaced by a path: [{input, value, where}].
+export function missingNames(node) {
+  const rules = LISTS[node.comfyClass || node.type] || [];
+  const found = [];
+  for (const [input, pathInput, where] of rules) {
+    const widget = widgetNamed(node, input);
+    const list = widget ? listValues(widget) : null;
+    if (!list || typeof widget.value !== "string") continue;
+    const path = widgetNamed(node, pathInput);
+    if (path && typeof path.value === "string" && path.value.trim()) continue;
+    if (!list.includes(widget.value)) found.push({ input, value: widget.value, where });
+  }
+  return found;
+}
+
+// Label each list widget of the node: "model (not found)" while its name is missing, its own label (a
+// user's rename included) otherwise. Returns whether a label changed (the caller redraws).
+export function markMissing(node) {
+  const rules = LISTS[node.comfyClass || node.type];
+  if (!rules) return false;
+  const missing = new Set(missingNames(node).map((m) => m.input));
+  let changed = false;
+  for (const [input] of rules) {
+    const widget = widgetNamed(node, input);
+    if (!widget) continue;
+    const marked = input + MARK;
+    if (missing.has(input) && widget.label !== marked) {
+      if (!(ORIGINAL in widget)) widget[ORIGINAL] = widget.label;
+      widget.label = marked; // some frontends make label an accessor: assign, never delete
+      changed = true;
+    } else if (!missing.has(input) && widget.label === marked) {
+      widget.label = widget[ORIGINAL];
+      changed = true;
+    }
+  }
+  return changed;
+}
