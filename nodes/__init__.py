@@ -8,6 +8,7 @@ from .download import Qwen3VLDownloadModel
 from .generate import Qwen3VLGenerate
 from .gguf import Qwen3VLGGUFModel
 from .grounding import Qwen3VLGrounding, Qwen3VLParseGrounding
+from .images import Qwen3VLImageBatch
 from .interop import Qwen3VLBBoxToBoundingBox
 from .loader import Qwen3VLModelLoader
 from .lora import Qwen3VLLoraLoader
@@ -28,6 +29,7 @@ NODE_CLASS_MAPPINGS = {
     "Qwen3VL_Grounding": Qwen3VLGrounding,
     "Qwen3VL_ParseGrounding": Qwen3VLParseGrounding,
     "Qwen3VL_BBoxToBoundingBox": Qwen3VLBBoxToBoundingBox,
+    "Qwen3VL_ImageBatch": Qwen3VLImageBatch,
     "Qwen3VL_RunTask": Qwen3VLRunTask,
     "Qwen3VL_TaskOptions": Qwen3VLTaskOptions,
     "Qwen3VL_Task": Qwen3VLTask,
@@ -50,6 +52,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Qwen3VL_Grounding": "Qwen3-VL / Qwen3.5 Grounding",
     "Qwen3VL_ParseGrounding": "Qwen3-VL Parse Grounding",
     "Qwen3VL_BBoxToBoundingBox": "Qwen3-VL BBOX to Bounding Box",
+    "Qwen3VL_ImageBatch": "Qwen3-VL Batch Images",
     "Qwen3VL_RunTask": "Qwen3-VL / Qwen3.5 Task",
     "Qwen3VL_TaskOptions": "Qwen3-VL Task Options",
     "Qwen3VL_Task": "Qwen3-VL / Qwen3.5 Task (old layout)",

@@ -4,8 +4,8 @@ Runs when COMFYUI_DIR points at a ComfyUI checkout and COMFYUI_PYTHON has playwr
 there); COMFYUI_FRONTEND_ROOT may name another frontend's static folder (``comfyui_frontend_package/static``).
 Skipped otherwise, with the reason printed by ``pytest -ra``.
 
-A loader whose saved model / mmproj / LoRA name is not in this machine's list says so on the widget ("model (not
-found)"), and only then: a listed name, or a path in ``*_path``, shows the plain label. The values the frontend
+A loader whose saved model / mmproj / LoRA name is not in this machine's list says so on the widget ("missing
+model"), and only then: a listed name, or a path in ``*_path``, shows the plain label. The values the frontend
 saves and sends stay the file's (scripts/frontend_nodes.py's round trip).
 """
 
@@ -33,7 +33,7 @@ if not Path("/usr/bin/chromium").exists():
 
 from qwen3vl_pack.tests.comfy_ws import ComfyServer  # noqa: E402
 
-MARK = " (not found)"
+MARK = "missing "
 LISTED = {"LLM": "Present-Model", "gguf": "present-Q4_K_M.gguf", "mmproj": "mmproj-present-F16.gguf",
           "lora": "listed-lora"}
 
@@ -107,7 +107,7 @@ def test_loaders_mark_names_this_machine_lacks_and_only_those(frontend, tmp_path
                            ("gguf_caption.json", "Qwen3VL_GGUFModel", "mmproj"),
                            ("lora_caption.json", "Qwen3VL_ModelLoader", "model"),
                            ("lora_caption.json", "Qwen3VL_LoraLoader", "lora")]:
-        assert _label(report, wf, node, name) == name + MARK, (wf, node, report["labels"].get(wf))
+        assert _label(report, wf, node, name) == MARK + name, (wf, node, report["labels"].get(wf))
     for wf, node, name in [("listed_describe.json", "Qwen3VL_ModelLoader", "model"),
                            ("listed_gguf.json", "Qwen3VL_GGUFModel", "model"),
                            ("listed_gguf.json", "Qwen3VL_GGUFModel", "mmproj"),

@@ -118,7 +118,7 @@ process.stdout.write(JSON.stringify(out));
 
 def test_a_missing_name_is_marked_and_never_changed():
     got = _node(SCENARIOS % json.dumps(LISTS_JS.as_uri()))
-    marked = "model" + got["mark"]
+    marked = got["mark"] + "model"
     assert got["missing_changed"] is True and got["missing_label"] == marked
     assert got["missing_value"] == "Qwen3-VL-2B-Instruct"  # the saved name stays (sent and saved as it was)
     assert got["missing_names"] == [{"input": "model", "value": "Qwen3-VL-2B-Instruct", "where": "models/LLM"}]
@@ -128,6 +128,6 @@ def test_a_missing_name_is_marked_and_never_changed():
     assert got["listed_changed"] is False and got["listed_label"] == "model"
     assert got["renamed_marked"] == marked and got["renamed_back"] == "my model"
     assert got["function_list"] == ["model"]
-    assert got["gguf"] == ["model" + got["mark"], "mmproj", "model_path", "mmproj_path"]
+    assert got["gguf"] == [got["mark"] + "model", "mmproj", "model_path", "mmproj_path"]
     assert got["lora_where"] == ["models/loras or models/LLM"]
     assert got["other_changed"] is False and got["other_label"] == "ckpt_name"  # core nodes are left alone

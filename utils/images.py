@@ -154,3 +154,51 @@ def pil_to_chw(pil_image, input_name: str = "image") -> torch.Tensor:
     check_aspect(pil_image.height, pil_image.width, input_name)
     arr = np.asarray(pil_image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+FITS = ("pad", "crop", "stretch")
+
+
+def fit_image(image: torch.Tensor, height: int, width: int, fit: str) -> torch.Tensor:
+    """float ``[B, H, W, 3]`` 0..1 -> ``[B, height, width, 3]``.
+
+    pad: the whole picture scaled to fit inside, centred on white (nothing cut, nothing squeezed); crop: scaled to
+    cover, the centre cut out (what core ImageBatch / Batch Images do); stretch: scaled to the size, aspect lost.
+    Bilinear with antialiasing (a downscale averages, it does not skip pixels).
+    """
+    if fit not in FITS:
+        raise InputError("fit", f"{fit!r} is not one of {', '.join(FITS)}.", "Pick pad, crop or stretch.")
+    b, h, w, c = image.shape
+    if (h, w) == (height, width):
+        return image
+    chw = image.permute(0, 3, 1, 2)
+    if fit == "stretch":
+        sh, sw = height, width
+    else:
+        scale = (min if fit == "pad" else max)(height / h, width / w)
+        sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+        if fit == "pad":
+            sh, sw = min(sh, height), min(sw, width)
+        else:
+            sh, sw = max(sh, height), max(sw, width)
+    scaled = torch.nn.functional.interpolate(chw.float(), size=(sh, sw), mode="bilinear", align_corners=False,
+                                             antialias=True).clamp_(0.0, 1.0)
+    if fit == "pad":
+        out = torch.ones((b, c, height, width), dtype=scaled.dtype)
+        top, left = (height - sh) // 2, (width - sw) // 2
+        out[:, :, top:top + sh, left:left + sw] = scaled
+        scaled = out
+    elif fit == "crop":
+        top, left = (sh - height) // 2, (sw - width) // 2
+        scaled = scaled[:, :, top:top + height, left:left + width]
+    return scaled.permute(0, 2, 3, 1).contiguous().to(image.dtype)
+
+
+def join_images(named: list[tuple[str, object]], fit: str) -> torch.Tensor:
+    """IMAGE inputs (each one picture or a batch) -> one float ``[N, H, W, 3]`` batch in input order, at the size of
+    the first input's pictures, every later picture fitted by :func:`fit_image`. ``named``: (input name, IMAGE)."""
+    checked = [as_float01(check_image_batch(value, name)) for name, value in named if value is not None]
+    if not checked:
+        raise InputError(named[0][0] if named else "image_1", "no image given.", "Connect an IMAGE to image_1.")
+    height, width = int(checked[0].shape[1]), int(checked[0].shape[2])
+    return torch.cat([fit_image(batch, height, width, fit) for batch in checked], dim=0)

@@ -3,7 +3,8 @@
 // A workflow from another machine keeps its model, mmproj or LoRA name (the loaders accept any name so that a
 // *_path input can replace it), and the frontend shows a saved value even when the list does not hold it: a
 // loader whose only option is "(no Qwen3-VL folder found in models/LLM)" still read "Qwen3-VL-2B-Instruct".
-// The widget's label now says so; the value itself is never changed (saved workflows keep it).
+// The widget's label now says so ("missing model": the word that matters first, since a frontend cuts a long label
+// short to show a long value); the value itself is never changed (saved workflows keep it).
 
 // node type -> [list input, the path input that replaces it when set, where the list comes from]
 export const LISTS = {
@@ -12,7 +13,7 @@ export const LISTS = {
   Qwen3VL_LoraLoader: [["lora", "lora_path", "models/loras or models/LLM"]],
 };
 
-export const MARK = " (not found)";
+export const MARK = "missing ";
 const ORIGINAL = "qwen3vlLabel"; // the label a widget had before it was marked
 
 function widgetNamed(node, name) {
@@ -40,7 +41,7 @@ export function missingNames(node) {
   return found;
 }
 
-// Label each list widget of the node: "model (not found)" while its name is missing, its own label (a
+// Label each list widget of the node: "missing model" while its name is missing, its own label (a
 // user's rename included) otherwise. Returns whether a label changed (the caller redraws).
 export function markMissing(node) {
   const rules = LISTS[node.comfyClass || node.type];
@@ -50,7 +51,7 @@ export function markMissing(node) {
   for (const [input] of rules) {
     const widget = widgetNamed(node, input);
     if (!widget) continue;
-    const marked = input + MARK;
+    const marked = MARK + input;
     if (missing.has(input) && widget.label !== marked) {
       if (!(ORIGINAL in widget)) widget[ORIGINAL] = widget.label;
       widget.label = marked; // some frontends make label an accessor: assign, never delete
