@@ -51,8 +51,43 @@ FOV_TIP = ("3d boxes only: the camera's horizontal field of view in degrees, use
 VIDEO_FPS_TIP = ("video events: the frame rate of the frames AS GIVEN, from your video loader (core Get Video "
                  "Components fps, VHS video_info loaded_fps). Timestamps and frame indices depend on it.")
 
+TARGET_TIP = ("points / 3d boxes: what to find ('cat', 'car, person'). gui click: the instruction ('click the Save "
+              "button'). image prompt: an optional extra instruction.")
 
-class Qwen3VLTask:
+# Input entries both Task nodes (and Task Options) show the same way: one definition each.
+TASK_INPUT = (list(TASK_NAMES), {"default": "ocr", "tooltip": TASK_TIP})
+LANGUAGE_INPUT = (list(LANGUAGES), {"default": "auto", "tooltip": "ocr / text spotting: the language of the text, as "
+                  "a hint (auto: no hint; Qwen3-VL reads 32 languages)."})
+STYLE_INPUT = (list(PROMPT_STYLES), {"default": DEFAULT_STYLE, "tooltip": "image prompt only: the kind of prompt "
+               "(Flux sentences, SDXL tags, Wan video motion, a plain detailed description) and its length (short "
+               "about 30 words / 15 tags, medium 80 / 30, long 200 / 60)."})
+FOV_INPUT = ("FLOAT", {"default": DEFAULT_FOV, "min": 1.0, "max": 179.0, "step": 0.5, "tooltip": FOV_TIP})
+MAX_NEW_TOKENS_INPUT = ("INT", {"default": 0, "min": 0, "max": 40960, "tooltip": "Longest answer, in tokens. 0 = the "
+                        "task's default (documents and text spotting 4096, ocr and video events 2048, points and 3d "
+                        "boxes 1024, image prompt 1024, gui click 512)."})
+MEDIA_INPUTS = {
+    "image": ("IMAGE", {"tooltip": "Image batch (every task but video events); each image gets its own answer, in "
+                        "one batched run."}),
+    "video": ("IMAGE", {"tooltip": "video events (and image prompt without an image): the clip as a frame batch "
+                        "[frames, H, W, C], sampled at 2 frames per second, at most 64."}),
+    "video_fps": ("FLOAT", {"forceInput": True, "tooltip": VIDEO_FPS_TIP}),
+    "max_visual_tokens": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "Most visual tokens per image (1 "
+                          "token = 32x32 pixels); larger images are downscaled for the model, results still come "
+                          "back in pixels of your image. 0 = the task's default (2048 for ocr, text spotting and "
+                          "documents, 1280 otherwise)."}),
+}
+
+
+class TaskOutputs:
+    """What every Task node (and Parse Task) returns: the same ten outputs, in the same order."""
+    CATEGORY = "Qwen3-VL"
+    RETURN_TYPES = OUTPUT_TYPES
+    RETURN_NAMES = OUTPUT_NAMES
+    OUTPUT_IS_LIST = OUTPUT_LISTS
+    OUTPUT_TOOLTIPS = OUTPUT_TIPS
+
+
+class Qwen3VLTask(TaskOutputs):
     DEPRECATED = True  # hidden from search; saved workflows still load it with their values in place
     DESCRIPTION = ("Old layout of Qwen3-VL Task, kept so workflows saved with it load with every value in place. "
                    "New graphs: Qwen3-VL / Qwen3.5 Task (seed from Qwen3-VL Sampling, rare inputs from Qwen3-VL Task "
@@ -61,48 +96,25 @@ class Qwen3VLTask:
                    "spotting, document to HTML/Markdown, points for SAM2, 3D boxes, video events with frame "
                    "indices, a prompt for an image/video model, or where to click on a screenshot. Every task fills "
                    "the same outputs; the ones that do not apply are empty.")
-    CATEGORY = "Qwen3-VL"
     FUNCTION = "run"
-    RETURN_TYPES = OUTPUT_TYPES
-    RETURN_NAMES = OUTPUT_NAMES
-    OUTPUT_IS_LIST = OUTPUT_LISTS
-    OUTPUT_TOOLTIPS = OUTPUT_TIPS
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
                 "model": (MODEL_TYPE, {"tooltip": "From Qwen3-VL Model Loader."}),
-                "task": (list(TASK_NAMES), {"default": "ocr", "tooltip": TASK_TIP}),
-                "target": ("STRING", {"default": "", "tooltip": "points / 3d boxes: what to find ('cat', 'car, "
-                                      "person'). gui click: the instruction ('click the Save button'). image prompt: "
-                                      "an optional extra instruction. Not used by the other tasks."}),
-                "language": (list(LANGUAGES), {"default": "auto", "tooltip": "ocr / text spotting: the language of "
-                             "the text, as a hint (auto: no hint; Qwen3-VL reads 32 languages)."}),
-                "style": (list(PROMPT_STYLES), {"default": DEFAULT_STYLE, "tooltip": "image prompt only: the kind "
-                          "of prompt (Flux sentences, SDXL tags, Wan video motion, a plain detailed description) "
-                          "and its length (short about 30 words / 15 tags, medium 80 / 30, long 200 / 60)."}),
-                "fov": ("FLOAT", {"default": DEFAULT_FOV, "min": 1.0, "max": 179.0, "step": 0.5, "tooltip": FOV_TIP}),
-                "max_new_tokens": ("INT", {"default": 0, "min": 0, "max": 40960, "tooltip": "Longest answer, in "
-                                   "tokens. 0 = the task's default (documents and text spotting 4096, ocr and video "
-                                   "events 2048, points and 3d boxes 1024, image prompt 1024, gui click 512)."}),
+                "task": TASK_INPUT,
+                "target": ("STRING", {"default": "", "tooltip": TARGET_TIP + " Not used by the other tasks."}),
+                "language": LANGUAGE_INPUT,
+                "style": STYLE_INPUT,
+                "fov": FOV_INPUT,
+                "max_new_tokens": MAX_NEW_TOKENS_INPUT,
                 "preset": (list(FIXED_PRESET_NAMES), {"default": "Greedy", "tooltip": FIXED_PRESET_TOOLTIP}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                                  "tooltip": "Sampling seed "
                                  "(ignored by Greedy). It does not change the random state of the rest of the graph."}),
             },
-            "optional": {
-                "image": ("IMAGE", {"tooltip": "Image batch (every task but video events); each image gets its own "
-                                    "answer, in one batched run."}),
-                "video": ("IMAGE", {"tooltip": "video events (and image prompt without an image): the clip as a "
-                                    "frame batch [frames, H, W, C], sampled at 2 frames per second, at most 64."}),
-                "video_fps": ("FLOAT", {"forceInput": True, "tooltip": VIDEO_FPS_TIP}),
-                "max_visual_tokens": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "Most visual tokens "
-                                      "per image (1 token = 32x32 pixels); larger images are downscaled for the model, "
-                                      "results still come back in pixels of your image. 0 = the task's default (2048 "
-                                      "for ocr, text spotting and documents, 1280 otherwise)."}),
-                "thinking": thinking_input("off"),
-            },
+            "optional": {**MEDIA_INPUTS, "thinking": thinking_input("off")},
         }
 
     def run(self, model, task, target, language, style, fov, max_new_tokens, preset, seed, image=None, video=None,
@@ -116,17 +128,12 @@ class Qwen3VLTask:
         return outputs.as_tuple()
 
 
-class Qwen3VLParseTask:
+class Qwen3VLParseTask(TaskOutputs):
     DESCRIPTION = ("Reads a Qwen3-VL task answer from anywhere (Qwen3-VL Generate, a served model, pasted text) and "
                    "returns the same outputs as Qwen3-VL Task: text lines with boxes, document HTML/Markdown with "
                    "element boxes, points for SAM2, 3D boxes, video events with frame indices. Code fences, prose "
                    "around the answer and answers cut off are fine; nothing readable = empty outputs.")
-    CATEGORY = "Qwen3-VL"
     FUNCTION = "parse"
-    RETURN_TYPES = OUTPUT_TYPES
-    RETURN_NAMES = OUTPUT_NAMES
-    OUTPUT_IS_LIST = OUTPUT_LISTS
-    OUTPUT_TOOLTIPS = OUTPUT_TIPS
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -137,7 +144,7 @@ class Qwen3VLParseTask:
                          "Qwen3-VL Task writes them in raw) need one section per image."}),
                 "task": (list(TASK_NAMES), {"default": "text spotting", "tooltip": "Which task's answer this is "
                          "(how to read it): " + TASK_TIP}),
-                "fov": ("FLOAT", {"default": DEFAULT_FOV, "min": 1.0, "max": 179.0, "step": 0.5, "tooltip": FOV_TIP}),
+                "fov": FOV_INPUT,
             },
             "optional": {
                 "image": ("IMAGE", {"tooltip": "The image(s) the answer is about: coordinates are mapped to its size. "
