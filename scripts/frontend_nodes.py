@@ -31,6 +31,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 INPUTS = ("sample.png", "qwen3vl_clip.mp4")  # else the frontend's "media input missing" toast covers nodes
 
 MEASURE = """async (wf) => {
+    const TASK_HIDES = {"Qwen3VL_RunTask": ["target"]};
     await window.app.loadGraphData(wf, true, true, null, {showMissingNodesDialog: false,
                                                           showMissingModelsDialog: false});
     await new Promise(r => setTimeout(r, 800));
@@ -55,8 +56,14 @@ MEASURE = """async (wf) => {
     };
     // LoadVideo's preview computes a width a fixed step wider than the node itself, whatever that is (340 -> 444,
     // 450 -> 554): not a minimum. Its height (for the node's width) still is.
+    // A widget the pack's extension hides for the chosen task (Task's target) comes back with another task: a node
+    // needs room for it, so it counts here.
     const needed = (n) => {
+        const back = (n.widgets || []).filter(w => w.hidden && (TASK_HIDES[n.type] || []).includes(w.name));
+        const own = back.map(w => w.computeSize);  // the extension's -4 px stand-in, while hidden
+        back.forEach(w => { w.hidden = false; w.computeSize = w.qwen3vlComputeSize; });
         const c = [...n.computeSize()];
+        back.forEach((w, i) => { w.hidden = true; w.computeSize = own[i]; });
         return n.type === "LoadVideo" ? [n.size[0], c[1]] : c;
     };
     return {scale: ds.scale, title_height: titleH, nodes: nodes.map(n => {
@@ -65,6 +72,7 @@ MEASURE = """async (wf) => {
         return {
             id: n.id, type: n.type, pos: [...n.pos], size: [...n.size], computed: needed(n),
             widgets: (n.widgets || []).filter(w => !w.hidden && w.type !== "hidden").map(w => w.name),
+            hidden_widgets: (n.widgets || []).filter(w => w.hidden).map(w => w.name),
             labels: Object.fromEntries((n.widgets || []).filter(w => w.label).map(w => [w.name, w.label])),
             saved_widgets_values: saved[n.id] ? saved[n.id].widgets_values : null,
             prompt_inputs: prompt[String(n.id)] ? prompt[String(n.id)].inputs : null,
@@ -162,7 +170,9 @@ async def inspect(base: str, workflows: list[Path], shoot: set[str], out: Path |
                        "overlaps": overlaps(nodes, got["title_height"]),
                        "hidden": [f"node {m['id']} {m['type']}: {m['hidden_by']}" for m in nodes if m["hidden_by"]],
                        "round_trip": round_trip(wf, nodes, info), "nodes": nodes,
-                       "labels": {f"{m['id']} {m['type']}": m["labels"] for m in nodes if m["labels"]}}
+                       "labels": {f"{m['id']} {m['type']}": m["labels"] for m in nodes if m["labels"]},
+                       "hidden_widgets": {f"{m['id']} {m['type']}": m["hidden_widgets"] for m in nodes
+                                          if m["hidden_widgets"]}}
                 if out is not None and path.name in shoot:
                     out.mkdir(parents=True, exist_ok=True)
                     png = out / f"{path.stem}.png"
@@ -210,7 +220,9 @@ def main() -> int:
                                  "pack_nodes": sum(n["type"].startswith("Qwen3VL_") for r in report for n in r["nodes"]),
                                  **summary, "problems": {r["workflow"]: {k: r[k] for k in summary if r[k]}
                                                          for r in report if any(r[k] for k in summary)},
-                                 "labels": {r["workflow"]: r["labels"] for r in report if r["labels"]}},
+                                 "labels": {r["workflow"]: r["labels"] for r in report if r["labels"]},
+                                 "hidden_widgets": {r["workflow"]: r["hidden_widgets"] for r in report
+                                                    if r["hidden_widgets"]}},
                                 indent=1) + "\n")
     return 1 if any(summary.values()) else 0
 

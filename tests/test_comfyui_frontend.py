@@ -118,3 +118,15 @@ def test_loaders_mark_names_this_machine_lacks_and_only_those(frontend, tmp_path
         assert _label(report, wf, node, name) == name, (wf, node, report["labels"].get(wf))
     # other widgets keep their own labels
     assert _label(report, "describe_image.json", "Qwen3VL_ModelLoader", "dtype") == "dtype"
+
+
+def test_task_shows_target_only_for_tasks_that_read_it(frontend):
+    """ocr and document html never read target: it is hidden (its value still saved and sent, checked by the round
+    trip); points reads it: shown."""
+    report = _open(frontend, [ROOT / "workflows" / n for n in ("ocr_document.json", "points_to_sam2.json",
+                                                               "video_events.json")])
+    hidden = report["hidden_widgets"]
+    assert sorted(hidden.get("ocr_document.json", {}).values()) == [["target"], ["target"]], hidden
+    assert list(hidden.get("video_events.json", {}).values()) == [["target"]], hidden
+    assert not hidden.get("points_to_sam2.json"), hidden
+    assert report["too_small"] == 0 and report["overlaps"] == 0

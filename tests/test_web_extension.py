@@ -19,12 +19,12 @@ from qwen3vl_pack import NODE_CLASS_MAPPINGS, WEB_DIRECTORY
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / WEB_DIRECTORY
-LISTS_JS = WEB / "js" / "qwen3vl_lists.js"
+LISTS_JS = WEB / "js" / "qwen3vl_widgets.js"
 NODE = shutil.which("node") or shutil.which("nodejs")
 
 
 def _js_lists() -> dict[str, list[list[str]]]:
-    """LISTS from qwen3vl_lists.js, read by Node (the file is the one the frontend imports)."""
+    """LISTS from qwen3vl_widgets.js, read by Node (the file is the one the frontend imports)."""
     return _node(f"import {{ LISTS }} from {json.dumps(LISTS_JS.as_uri())};\n"
                  "process.stdout.write(JSON.stringify(LISTS));")
 
@@ -43,7 +43,7 @@ def test_every_js_file_is_served_and_imports_the_frontend_app_from_its_real_plac
     """ComfyUI serves WEB_DIRECTORY at /extensions/<pack>/ and imports every .js there; a relative import must
     resolve to the frontend's /scripts/app.js from that URL (one ../ too few is a 404 and no extension)."""
     files = sorted(WEB.rglob("*.js"))
-    assert [f.name for f in files] == ["qwen3vl.js", "qwen3vl_lists.js"]
+    assert [f.name for f in files] == ["qwen3vl.js", "qwen3vl_widgets.js"]
     for f in files:
         url = "/extensions/pack/" + f.relative_to(WEB).as_posix()
         for target in re.findall(r'from\s+"([^"]+)"', f.read_text(encoding="utf-8")):
@@ -131,3 +131,53 @@ def test_a_missing_name_is_marked_and_never_changed():
     assert got["gguf"] == [got["mark"] + "model", "mmproj", "model_path", "mmproj_path"]
     assert got["lora_where"] == ["models/loras or models/LLM"]
     assert got["other_changed"] is False and got["other_label"] == "ckpt_name"  # core nodes are left alone
+
+
+def test_task_hides_target_exactly_for_the_tasks_whose_prompt_never_reads_it():
+    from qwen3vl_pack.utils.task_prompts import TASKS, build_task_prompt
+
+    got = _node(f"import {{ READS_TARGET, TASK_WIDGETS }} from {json.dumps(LISTS_JS.as_uri())};\n"
+                "process.stdout.write(JSON.stringify({READS_TARGET, TASK_WIDGETS}));")
+    assert sorted(got["READS_TARGET"]) == sorted(name for name, spec in TASKS.items() if spec.reads_target)
+    for name, spec in TASKS.items():  # the prompt itself: target changes it exactly when the task reads it
+        assert (build_task_prompt(name, "zebra") != build_task_prompt(name, "zebra crossing")) == spec.reads_target, name
+    spec = NODE_CLASS_MAPPINGS["Qwen3VL_RunTask"].INPUT_TYPES()["required"]
+    rule = got["TASK_WIDGETS"]["Qwen3VL_RunTask"]
+    assert spec[rule["choice"]][0] == list(TASKS) and spec[rule["widget"]][0] == "STRING"
+
+
+TASK_SCENARIOS = r"""
+import { showTaskWidgets } from %s;
+const w = (name, value) => ({ name, value, computeSize: undefined });
+const node = { type: "Qwen3VL_RunTask", size: [360, 200], widgets: [w("task", "ocr"), w("target", "car"),
+  w("preset", "Greedy")], computeSize() { return [210, this.widgets.filter(x => !x.hidden).length * 24 + 100]; },
+  setSize(s) { this.size = s; } };
+const out = {};
+out.ocr_changed = showTaskWidgets(node); out.ocr_hidden = !!node.widgets[1].hidden;
+out.ocr_row = node.widgets[1].computeSize && node.widgets[1].computeSize()[1];
+out.again = showTaskWidgets(node);
+node.widgets[0].value = "points";
+node.size = [360, 120];  // smaller than it needs with target shown
+out.points_changed = showTaskWidgets(node); out.points_hidden = !!node.widgets[1].hidden;
+out.points_size = node.size; out.points_own_size = node.widgets[1].computeSize === undefined;
+out.value = node.widgets[1].value;
+node.widgets[0].value = "image prompt"; showTaskWidgets(node); out.image_prompt_hidden = !!node.widgets[1].hidden;
+node.widgets[0].value = "video events"; showTaskWidgets(node); out.video_hidden = !!node.widgets[1].hidden;
+out.big_stays = (() => { node.size = [360, 500]; node.widgets[0].value = "gui click"; showTaskWidgets(node);
+  return node.size; })();
+const other = { type: "Qwen3VL_Generate", widgets: [w("task", "ocr"), w("target", "x")] };
+out.other = showTaskWidgets(other) || !!other.widgets[1].hidden;
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def test_target_hides_and_comes_back_with_its_value_and_room():
+    got = _node(TASK_SCENARIOS % json.dumps(LISTS_JS.as_uri()))
+    assert got["ocr_changed"] is True and got["ocr_hidden"] is True and got["ocr_row"] == -4
+    assert got["again"] is False  # runs every frame: nothing to do when nothing changed
+    assert got["points_changed"] is True and got["points_hidden"] is False and got["points_own_size"] is True
+    assert got["points_size"] == [360, 172]  # grown to fit the widget shown again (3 rows x 24 + 100)
+    assert got["value"] == "car"  # hidden or not, the value is kept, saved and sent
+    assert got["image_prompt_hidden"] is False and got["video_hidden"] is True
+    assert got["big_stays"] == [360, 500]  # never shrunk
+    assert got["other"] is False

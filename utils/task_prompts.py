@@ -44,6 +44,12 @@ class TaskSpec:
     max_visual_tokens: int
     needs_target: bool = False
     video: bool = False
+    optional_target: bool = False  # image prompt: target is an extra instruction, not required
+
+    @property
+    def reads_target(self) -> bool:
+        """Whether the prompt uses ``target`` at all (the frontend hides it for the other tasks)."""
+        return self.needs_target or self.optional_target
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
@@ -54,7 +60,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("points", 1024, 1280, needs_target=True),
     TaskSpec("3d boxes", 1024, 1280, needs_target=True),
     TaskSpec("video events", 2048, 0, video=True),
-    TaskSpec("image prompt", 1024, 1280),
+    TaskSpec("image prompt", 1024, 1280, optional_target=True),
     TaskSpec("gui click", 512, 1280, needs_target=True),
 )}
 TASK_NAMES = tuple(TASKS)

@@ -63,3 +63,36 @@ export function markMissing(node) {
   }
   return changed;
 }
+
+// Qwen3-VL Task shows target only for the tasks whose prompt reads it (utils/task_prompts.py, reads_target). The
+// hidden widget keeps its value: it is saved and sent as before, and comes back when such a task is picked.
+export const TASK_WIDGETS = { Qwen3VL_RunTask: { choice: "task", widget: "target" } };
+export const READS_TARGET = ["points", "3d boxes", "image prompt", "gui click"];
+const SIZE = "qwen3vlComputeSize"; // a hidden widget's own computeSize, put back when it shows again
+
+// Hide or show the node's target for its task. Returns whether it changed; a node grows (never shrinks) to fit a
+// widget shown again, so nothing it shows is cut off.
+export function showTaskWidgets(node) {
+  const rule = TASK_WIDGETS[node.comfyClass || node.type];
+  if (!rule) return false;
+  const choice = widgetNamed(node, rule.choice);
+  const widget = widgetNamed(node, rule.widget);
+  if (!choice || !widget) return false;
+  const hide = !READS_TARGET.includes(choice.value);
+  if (Boolean(widget.hidden) === hide) return false;
+  widget.hidden = hide;
+  // Frontends before 1.4x keep a hidden widget's row; a widget that says it is -4 px tall gives it back there.
+  if (hide) {
+    if (!(SIZE in widget)) widget[SIZE] = widget.computeSize;
+    widget.computeSize = () => [0, -4];
+  } else if (SIZE in widget) {
+    if (widget[SIZE]) widget.computeSize = widget[SIZE];
+    else delete widget.computeSize;
+    delete widget[SIZE];
+  }
+  if (!hide && typeof node.computeSize === "function" && Array.isArray(node.size)) {
+    const needed = node.computeSize();
+    if (needed[1] > node.size[1]) node.setSize?.([node.size[0], needed[1]]);
+  }
+  return true;
+}
