@@ -1,10 +1,11 @@
-// Which saved names a loader's list lacks on this machine. No imports: the pack's tests run it in Node.
+// What the pack's nodes show beyond ComfyUI's defaults. No imports: the pack's tests run it in Node.
 //
-// A workflow from another machine keeps its model, mmproj or LoRA name (the loaders accept any name so that a
-// *_path input can replace it), and the frontend shows a saved value even when the list does not hold it: a
-// loader whose only option is "(no Qwen3-VL folder found in models/LLM)" still read "Qwen3-VL-2B-Instruct".
-// The widget's label now says so ("missing model": the word that matters first, since a frontend cuts a long label
-// short to show a long value); the value itself is never changed (saved workflows keep it).
+// 1. A loader's saved name that this machine's list lacks. A workflow from another machine keeps its model, mmproj
+// or LoRA name (the loaders accept any name so that a *_path input can replace it), and the frontend shows a saved
+// value even when the list does not hold it: a loader whose only option is "(no Qwen3-VL folder found in
+// models/LLM)" still read "Qwen3-VL-2B-Instruct". The widget's label now says so ("missing model": the word that
+// matters first, since a frontend cuts a long label short to show a long value); the value itself is never changed
+// (saved workflows keep it).
 
 // node type -> [list input, the path input that replaces it when set, where the list comes from]
 export const LISTS = {
@@ -64,7 +65,7 @@ export function markMissing(node) {
   return changed;
 }
 
-// Qwen3-VL Task shows target only for the tasks whose prompt reads it (utils/task_prompts.py, reads_target). The
+// 2. Qwen3-VL Task shows target only for the tasks whose prompt reads it (utils/task_prompts.py, reads_target). The
 // hidden widget keeps its value: it is saved and sent as before, and comes back when such a task is picked.
 export const TASK_WIDGETS = { Qwen3VL_RunTask: { choice: "task", widget: "target" } };
 export const READS_TARGET = ["points", "3d boxes", "image prompt", "gui click"];
