@@ -2,7 +2,7 @@
 
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-# web/js: the loaders say when a saved model / mmproj / LoRA name is not in this machine's list.
+# web/js: loaders mark a saved model / mmproj / LoRA name this machine lacks; Task hides target where unused.
 WEB_DIRECTORY = "./web"
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -87,8 +87,12 @@ def test_rgba_grey_and_uint8_pictures_join_as_rgb():
 def test_bad_inputs_name_the_input(args, name):
     with pytest.raises(InputError, match=f"^{name}:"):
         Qwen3VLImageBatch().join(*args)
+
+
+def test_a_bad_optional_picture_is_named_too():
     with pytest.raises(InputError, match="^image_3:"):
-        Qwen3VLImageBatch().join(_solid(8, 8, RED), _solid(8, 8, RED), "pad", image_3=torch.full((1, 4, 4, 3), float("nan")))
+        Qwen3VLImageBatch().join(_solid(8, 8, RED), _solid(8, 8, RED), "pad",
+                                 image_3=torch.full((1, 4, 4, 3), float("nan")))
 
 
 def test_two_sizes_reach_one_question_as_two_pictures(dense, monkeypatch):

@@ -184,7 +184,7 @@ def fit_image(image: torch.Tensor, height: int, width: int, fit: str) -> torch.T
     scaled = torch.nn.functional.interpolate(chw.float(), size=(sh, sw), mode="bilinear", align_corners=False,
                                              antialias=True).clamp_(0.0, 1.0)
     if fit == "pad":
-        out = torch.ones((b, c, height, width), dtype=scaled.dtype)
+        out = torch.ones((b, c, height, width), dtype=scaled.dtype, device=scaled.device)
         top, left = (height - sh) // 2, (width - sw) // 2
         out[:, :, top:top + sh, left:left + sw] = scaled
         scaled = out
