@@ -56,6 +56,22 @@ def dense(dense_path):
     return load_model(str(dense_path), [], dtype="fp32", attention="sdpa", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def thinking_path(tmp_path_factory) -> Path:
+    """A tiny dense Qwen3-VL with the real Thinking chat template (its prompt ends inside an open <think>)."""
+    from qwen3vl_pack.tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("thinking") / "gamma", "dense", thinking=True)
+
+
+@pytest.fixture()
+def thinking(thinking_path):
+    """The Thinking tiny model, loaded through the cache (fp32, sdpa, cpu)."""
+    from qwen3vl_pack.loaders.cache import load_model
+
+    return load_model(str(thinking_path), [], dtype="fp32", attention="sdpa", device="cpu")
+
+
 @pytest.fixture()
 def clean_cache():
     from qwen3vl_pack.loaders.cache import unload_all

@@ -10,7 +10,6 @@ from PIL import Image
 
 from qwen3vl_pack.cli_caption import _summary
 from qwen3vl_pack.loaders.batch import FolderSummary, caption_files, make_job
-from qwen3vl_pack.loaders.cache import load_model
 from qwen3vl_pack.loaders.grounding import ground
 from qwen3vl_pack.nodes.caption import Qwen3VLBatchCaption, Qwen3VLSaveCaptions
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
@@ -22,18 +21,6 @@ pytestmark = pytest.mark.usefixtures("clean_cache")
 CUT = {3, 8, 13}  # 0-based: the answers that open <think> (not at their start) and never close it
 FINISHED = "I look at it.</think>A grey square."
 OPEN = "A grey <think> square, then more words"
-
-
-@pytest.fixture(scope="module")
-def thinking_path(tmp_path_factory):
-    from qwen3vl_pack.tests.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("thinking21") / "t", "dense", thinking=True)
-
-
-@pytest.fixture()
-def thinking(thinking_path):
-    return load_model(str(thinking_path), [], dtype="fp32", attention="sdpa", device="cpu")
 
 
 def _script_rows(monkeypatch, bundle, answers: list[str]) -> int:

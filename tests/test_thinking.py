@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from qwen3vl_pack.loaders.batch import caption_images, make_job
-from qwen3vl_pack.loaders.cache import load_model
 from qwen3vl_pack.loaders.grounding import ground
 from qwen3vl_pack.nodes.generate import Qwen3VLGenerate
 from qwen3vl_pack.utils import text as text_utils
@@ -16,18 +15,6 @@ from qwen3vl_pack.utils.presets import resolve_options
 
 pytestmark = pytest.mark.usefixtures("clean_cache")
 DRAFT = 'I should find the cat. Maybe [{"bbox_2d": [100, 100, 500, 500], "label": "cat"}]? Let me check again'
-
-
-@pytest.fixture(scope="module")
-def thinking_path(tmp_path_factory):
-    from qwen3vl_pack.tests.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("thinking") / "gamma", "dense", thinking=True)
-
-
-@pytest.fixture()
-def thinking(thinking_path):
-    return load_model(str(thinking_path), [], dtype="fp32", attention="sdpa", device="cpu")
 
 
 def _image(seed: int = 0) -> torch.Tensor:
