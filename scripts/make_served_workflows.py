@@ -31,20 +31,26 @@ NOTE = (
 )
 
 
-def served_caption() -> dict:
-    flow = json.loads((ROOT / "workflows" / "caption_folder.json").read_text(encoding="utf-8"))
-    flow = copy.deepcopy(flow)
-    flow["id"] = "00000000-0000-4000-8000-5e4ed0ca9710"
+def _from_caption_folder(flow_id: str, node_type: str, widgets: list, size: list[int], note: str,
+                        note_size: list[int]) -> dict:
+    """caption_folder.json with its loader replaced by ``node_type`` (these widget values and size) and its Note."""
+    flow = copy.deepcopy(json.loads((ROOT / "workflows" / "caption_folder.json").read_text(encoding="utf-8")))
+    flow["id"] = flow_id
     for node in flow["nodes"]:
         if node["type"] == "Qwen3VL_ModelLoader":
-            node["type"] = "Qwen3VL_ServerModel"
-            node["properties"]["Node name for S&R"] = "Qwen3VL_ServerModel"
-            node["widgets_values"] = list(SERVER_WIDGETS)
-            node["size"] = [340, 230]
+            node["type"] = node_type
+            node["properties"]["Node name for S&R"] = node_type
+            node["widgets_values"] = list(widgets)
+            node["size"] = size
         elif node["type"] == "Note":
-            node["widgets_values"] = [NOTE]
-            node["size"] = [520, 300]
+            node["widgets_values"] = [note]
+            node["size"] = note_size
     return flow
+
+
+def served_caption() -> dict:
+    return _from_caption_folder("00000000-0000-4000-8000-5e4ed0ca9710", "Qwen3VL_ServerModel", SERVER_WIDGETS,
+                                [340, 230], NOTE, [520, 300])
 
 
 GGUF_WIDGETS = ["Qwen3VL-8B-Instruct-Q4_K_M.gguf", "mmproj-Qwen3VL-8B-Instruct-F16.gguf", 8192, 2, 999, True, "", "",
@@ -66,18 +72,8 @@ GGUF_NOTE = (
 
 
 def gguf_caption() -> dict:
-    flow = copy.deepcopy(json.loads((ROOT / "workflows" / "caption_folder.json").read_text(encoding="utf-8")))
-    flow["id"] = "00000000-0000-4000-8000-6e4ed0ca9719"
-    for node in flow["nodes"]:
-        if node["type"] == "Qwen3VL_ModelLoader":
-            node["type"] = "Qwen3VL_GGUFModel"
-            node["properties"]["Node name for S&R"] = "Qwen3VL_GGUFModel"
-            node["widgets_values"] = list(GGUF_WIDGETS)
-            node["size"] = [360, 330]
-        elif node["type"] == "Note":
-            node["widgets_values"] = [GGUF_NOTE]
-            node["size"] = [520, 320]
-    return flow
+    return _from_caption_folder("00000000-0000-4000-8000-6e4ed0ca9719", "Qwen3VL_GGUFModel", GGUF_WIDGETS,
+                                [360, 330], GGUF_NOTE, [520, 320])
 
 
 def main() -> None:
