@@ -229,14 +229,25 @@ def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int =
             from tiny_qwen35 import build_tiny_qwen35
 
         return build_tiny_qwen35(path, moe=family == "qwen3_5_moe", seed=seed, size=size)
-    import torch
-    from transformers import GenerationConfig, Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
+    from transformers import Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(thinking)
     config = build_config(tokenizer, family, size)
     cls = Qwen3VLForConditionalGeneration if family == "dense" else Qwen3VLMoeForConditionalGeneration
+    return save_seeded_model(
+        path, cls, config, tokenizer, seed, temperature=0.7, top_p=0.8,
+        # an Instruct stand-in never writes <think> tags (its random weights otherwise sometimes would)
+        suppress_tokens=None if thinking else tokenizer.convert_tokens_to_ids(["<think>", "</think>"]))
+
+
+def save_seeded_model(path, cls, config, tokenizer, seed: int, **sampling) -> Path:
+    """``cls(config)`` with weights drawn under ``seed`` (the global RNG is left as it was), its generation config
+    (the tokenizer's ids, do_sample, top_k 20 and ``sampling``) and the processor, saved in ``path``."""
+    import torch
+    from transformers import GenerationConfig
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
@@ -248,9 +259,7 @@ def build_tiny_model(path: str | os.PathLike, family: str = "dense", seed: int =
         eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"),
                       tokenizer.convert_tokens_to_ids("<|endoftext|>")],
         pad_token_id=tokenizer.pad_token_id,
-        do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0,
-        # an Instruct stand-in never writes <think> tags (its random weights otherwise sometimes would)
-        suppress_tokens=None if thinking else tokenizer.convert_tokens_to_ids(["<think>", "</think>"]),
+        do_sample=True, top_k=20, repetition_penalty=1.0, **sampling,
     )
     model.save_pretrained(path, safe_serialization=True)
     build_processor(tokenizer).save_pretrained(path)

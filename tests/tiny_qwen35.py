@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 
 if __package__:
-    from .tiny_model import SPECIAL_TOKENS, build_processor, build_tokenizer
+    from .tiny_model import SPECIAL_TOKENS, build_tokenizer, save_seeded_model
 else:  # imported from tests/tiny_model.py run as a script
-    from tiny_model import SPECIAL_TOKENS, build_processor, build_tokenizer
+    from tiny_model import SPECIAL_TOKENS, build_tokenizer, save_seeded_model
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 QWEN35_TEMPLATE_FILE = ASSETS / "qwen3_5_chat_template.jinja"
@@ -100,29 +100,11 @@ def build_config(tokenizer, moe: bool = False, size: str = "tiny"):
 def build_tiny_qwen35(path: str | os.PathLike, moe: bool = False, seed: int = 0, size: str = "tiny",
                       small_template: bool = False) -> Path:
     """Write a tiny random-weight Qwen3.5 (``moe``: Qwen3.5 MoE) to ``path``; return it."""
-    import torch
     import transformers
-    from transformers import GenerationConfig
 
     if not has_qwen35():
         raise RuntimeError(f"transformers {transformers.__version__} has no Qwen3.5 (needs >= 5.2)")
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(template=chat_template(small_template), id_shift=ID_SHIFT)
     config = build_config(tokenizer, moe, size)
     cls = transformers.Qwen3_5MoeForConditionalGeneration if moe else transformers.Qwen3_5ForConditionalGeneration
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = cls(config).eval()
-    finally:
-        torch.random.set_rng_state(state)
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.text_config.bos_token_id,
-        eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
-        pad_token_id=tokenizer.pad_token_id,
-        do_sample=True, temperature=1.0, top_p=0.95, top_k=20, repetition_penalty=1.0,
-    )
-    model.save_pretrained(path, safe_serialization=True)
-    build_processor(tokenizer).save_pretrained(path)
-    return path
+    return save_seeded_model(path, cls, config, tokenizer, seed, temperature=1.0, top_p=0.95)
