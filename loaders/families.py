@@ -1,7 +1,7 @@
 """Model families are data (STYLE rule 15): one row per ``config.json`` ``model_type`` the pack runs.
 
 Code asks this table (the class to load, MoE or not, whether the chat template has a thinking switch, the oldest
-transformers that runs it, DeepStack or a hybrid text stack) instead of branching on family names. A new
+transformers that runs it, a hybrid text stack) instead of branching on family names. A new
 family is a new row here and a fixture in ``tests/tiny_model.py``.
 """
 
@@ -20,25 +20,21 @@ class Family:
     moe: bool  # experts are fused 3-D parameters: bitsandbytes 8-/4-bit barely shrinks them
     thinking_switch: bool  # its official chat template takes enable_thinking
     min_transformers: tuple[int, int]  # oldest transformers (major, minor) that has the class
-    deepstack: bool  # vision features also fed into early text layers (Qwen3-VL)
     hybrid: bool  # Gated-DeltaNet linear-attention layers next to full attention (Qwen3.5)
-    sizes: str  # the official sizes, for error messages
     bnb_note: str = ""  # for MoE rows: what bitsandbytes would quantize, counted on the real config (meta device)
 
 
 FAMILY_TABLE: dict[str, Family] = {f.model_type: f for f in (
     Family("qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen3-VL", moe=False, thinking_switch=False,
-           min_transformers=(4, 57), deepstack=True, hybrid=False, sizes="dense 2B-32B"),
+           min_transformers=(4, 57), hybrid=False),
     Family("qwen3_vl_moe", "Qwen3VLMoeForConditionalGeneration", "Qwen3-VL MoE", moe=True, thinking_switch=False,
-           min_transformers=(4, 57), deepstack=True, hybrid=False, sizes="MoE 30B-A3B/235B-A22B",
+           min_transformers=(4, 57), hybrid=False,
            bnb_note="for 30B-A3B only 2.9 % of the weights would be quantized: about 56.6 GiB in '4-bit' against "
                     "57.9 GiB in bf16"),
     Family("qwen3_5", "Qwen3_5ForConditionalGeneration", "Qwen3.5", moe=False, thinking_switch=True,
-           min_transformers=(5, 2), deepstack=False, hybrid=True,
-           sizes="Qwen3.5 dense 0.8B-27B, Qwen3.6-27B, Qwen3.8-27B"),
+           min_transformers=(5, 2), hybrid=True),
     Family("qwen3_5_moe", "Qwen3_5MoeForConditionalGeneration", "Qwen3.5 MoE", moe=True, thinking_switch=True,
-           min_transformers=(5, 2), deepstack=False, hybrid=True,
-           sizes="Qwen3.5 MoE 35B-A3B/122B-A10B/397B-A17B, Qwen3.6-35B-A3B",
+           min_transformers=(5, 2), hybrid=True,
            bnb_note="for 35B-A3B only 4.0 % of the weights would be quantized: about 63.4 GiB in '4-bit' against "
                     "65.4 GiB in bf16"),
 )}

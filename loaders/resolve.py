@@ -13,7 +13,6 @@ from .families import FAMILY_TABLE, TEXT_ONLY_TYPES, check_transformers, known_t
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = {t: f.class_name for t, f in FAMILY_TABLE.items()}  # model_type -> class name (see families.py)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_CONFIG_BYTES = 1024 * 1024  # a real Qwen3-VL config.json is about 5 KB; anything this big is not one
 _REPORTED: set[str] = set()  # model-list entries already warned about (ComfyUI lists the models often)

@@ -19,11 +19,10 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 
 @dataclass
 class Span:
-    """A ``{...}`` that closes: where it is, how deep the brackets in and around it go, the spans inside it."""
+    """A ``{...}`` that closes: where it is and the spans inside it."""
 
     start: int
     end: int
-    deepest: int
     children: list[Span] = field(default_factory=list)
 
 
@@ -60,7 +59,7 @@ def object_spans(text: str, max_depth: int) -> tuple[list[Span], int]:
             if deepest > max_depth:
                 too_deep += 1
                 continue
-            span = Span(start, i + 1, deepest, children)
+            span = Span(start, i + 1, children)
             if opens:
                 opens[-1][1] = max(opens[-1][1], deepest)
                 opens[-1][2].append(span)

@@ -99,18 +99,6 @@ def complete_answers(results, max_new_tokens: int, what: str = "image") -> tuple
     return texts, cut_off_message(cut, len(results), max_new_tokens, what) if cut else ""
 
 
-def check_answers_complete(results, max_new_tokens: int, what: str = "image") -> None:
-    """Refuse results whose answer was cut off while thinking (``answer_cut_off``): their draft reasoning
-    must not be taken for an answer."""
-    cut = cut_off_indices(results)
-    if not cut:
-        return
-    which = f"{what} {cut[0] + 1}" if len(results) > 1 else f"the {what}"
-    more = f" (and {len(cut) - 1} more of {len(results)})" if len(cut) > 1 else ""
-    raise InputError("max_new_tokens", f"the model was still thinking after {max_new_tokens} tokens for {which}"
-                     f"{more}, so there is no answer yet (its draft reasoning is not used).", RAISE_TOKENS)
-
-
 def collapse_pad_runs(text: str) -> str:
     """``<|image_pad|><|image_pad|>...`` -> ``<|image_pad|>×N`` (for people reading a prompt)."""
 

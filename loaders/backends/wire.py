@@ -60,11 +60,6 @@ def progress() -> None:
         _LOCAL.deadline = time.monotonic() + span
 
 
-def expired() -> bool:
-    deadline_ = getattr(_LOCAL, "deadline", None)
-    return deadline_ is not None and time.monotonic() >= deadline_
-
-
 class _Stream(httpcore.NetworkStream):
     """A socket whose reads and writes never outlast the deadline of the thread using it."""
 
