@@ -181,7 +181,7 @@ def caption_files(bundle, files: Sequence[Path], job: CaptionJob, policy: str = 
     finally:
         summary.seconds = time.perf_counter() - start
         order = {target: i for i, target in enumerate(targets.values())}
-        for done in (summary.report.written, summary.report.appended, summary.report.skipped):
+        for done in (summary.report.written, summary.report.appended, summary.report.skipped, summary.report.cut_off):
             done.sort(key=lambda target: order.get(target, len(order)))
     if on_progress is not None and len(summary.unreadable) > reported_unreadable:
         on_progress(len(summary.unreadable) - reported_unreadable)

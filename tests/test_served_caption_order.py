@@ -120,3 +120,21 @@ def test_cli_loses_no_finished_caption_when_the_server_dies(tmp_path):
     assert out.returncode == 0, out.stderr
     assert asked == 9 and all(f.with_suffix(".txt").exists() for f in files)
     assert "3 already captioned before this run" in out.stdout + out.stderr
+
+
+def test_cut_off_captions_are_reported_in_input_order_too(tmp_path, monkeypatch):
+    """Answers from a server arrive in any order; the report lists written and cut-off files alike in input order."""
+    from qwen3vl_pack.loaders import batch
+
+    files = _folder(tmp_path, 4)
+    arrival = [3, 0, 2, 1]  # images 3 and 1 were still thinking at max_new_tokens
+
+    def out_of_order(bundle, items, job, **kw):
+        items = list(items)
+        for i in arrival:
+            yield [(items[i][0], batch.CutOffCaption() if i in (1, 3) else f"caption {i}")]
+
+    monkeypatch.setattr(batch, "iter_captions", out_of_order)
+    summary = caption_files(None, files, make_job("custom", resolve_options("Greedy", 8, 0), "caption", 1))
+    assert [p.name for p in summary.report.written] == ["img00.txt", "img02.txt"]
+    assert [p.name for p in summary.report.cut_off] == ["img01.txt", "img03.txt"]
