@@ -281,18 +281,21 @@ class _Run:
                     pending.add(next_seq)
                     pool.submit(self._worker, client, next_seq, conversation)
                     next_seq += 1
-                ready = []
-                while next_out in done:
-                    ready.append((keys.pop(next_out), done.pop(next_out)))
-                    next_out += 1
-                if not ordered:
-                    ready += [(keys.pop(seq), done.pop(seq)) for seq in sorted(done)]
+                if ordered:
+                    ready = []
+                    while next_out in done:
+                        ready.append((keys.pop(next_out), done.pop(next_out)))
+                        next_out += 1
+                else:
+                    ready = [(keys.pop(seq), done.pop(seq)) for seq in sorted(done)]
                 if ready:
                     yield ready
                 elif exhausted and not pending:
                     return
                 else:
-                    error = self._wait(pending, done, next_out)
+                    # the request whose tokens and text the hooks follow: the next one to hand out, or (any
+                    # order) the oldest still running
+                    error = self._wait(pending, done, next_out if ordered else min(pending, default=next_out))
                     if error is not None:
                         self.cancel.set()
                         if not ordered:  # answers already finished are handed out before the error
