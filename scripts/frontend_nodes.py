@@ -26,8 +26,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from workflow_check import widget_inputs  # noqa: E402  (the order the frontend saves widget values in)
+
 VIEW = {"width": 1280, "height": 800}
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 INPUTS = ("sample.png", "qwen3vl_clip.mp4")  # else the frontend's "media input missing" toast covers nodes
 
 MEASURE = """async (wf) => {
@@ -82,26 +84,6 @@ MEASURE = """async (wf) => {
 }"""
 
 
-def widget_names(spec: dict) -> list[str]:
-    """The names of a node's saved widget values, in order, from /object_info (control values as NAME:control)."""
-    names = []
-    order = spec.get("input_order") or {s: list(spec["input"].get(s, {})) for s in ("required", "optional")}
-    for section in ("required", "optional"):
-        for name in order.get(section, []):
-            entry = spec["input"][section][name]
-            typ, opts = entry[0], (entry[1] if len(entry) > 1 else {})
-            if isinstance(typ, list):
-                typ = "COMBO"
-            if typ not in WIDGET_TYPES or opts.get("forceInput"):
-                continue
-            names.append(name)
-            if opts.get("control_after_generate"):
-                names.append(f"{name}:control")
-            if opts.get("image_upload") or opts.get("video_upload"):
-                names.append(f"{name}:upload")
-    return names
-
-
 def round_trip(wf: dict, measured: list[dict], info: dict) -> list[str]:
     """Where the frontend's saved or sent values differ from the file's (pack nodes by name; all nodes saved)."""
     problems = []
@@ -115,7 +97,7 @@ def round_trip(wf: dict, measured: list[dict], info: dict) -> list[str]:
             problems.append(f"node {node['id']} {node['type']}: saved again as {saved}, file has {values}")
         if not node["type"].startswith("Qwen3VL_") or node["type"] not in info:
             continue
-        names = widget_names(info[node["type"]])
+        names = [name for name, _, _ in widget_inputs(info[node["type"]])]  # control values as NAME:control
         if len(names) != len(values):
             problems.append(f"node {node['id']} {node['type']}: {len(values)} values for widgets {names}")
         linked = {i["name"] for i in node.get("inputs", []) if i.get("link") is not None}
@@ -199,7 +181,6 @@ def main() -> int:
     args = ap.parse_args()
     server = None
     if args.comfy_dir:
-        sys.path.insert(0, str(ROOT / "tests"))
         from comfy_ws import ComfyServer
 
         extra = [f"--front-end-root={args.frontend_root}"] if args.frontend_root else []
