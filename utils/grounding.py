@@ -127,10 +127,8 @@ def extract_objects(text: str) -> tuple[list[dict], bool, int]:
         logger.warning("grounding text of %d characters is longer than any model answer (%d); not read.",
                        len(text), MAX_TEXT)
         return [], False, 0
-    candidate = _candidate_text(text)
-    values, found, unreadable = read_objects(candidate, MAX_DEPTH)
-    objects = [d for value in values for d in _flatten(value)]
-    return objects, found or bool(_EMPTY_LIST.search(candidate)), unreadable  # "[]" is a valid "nothing found"
+    values, found, unreadable = json_values(text)  # "[]" counts as found: a valid "nothing found"
+    return [d for value in values for d in _flatten(value)], found, unreadable
 
 
 # ------------------------------------------------------------------------------ dicts -> pixels
