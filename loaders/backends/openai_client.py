@@ -260,16 +260,21 @@ class OpenAIClient:
 
     def _optional(self, path: str, check: Callable[[object], object], **kwargs):
         try:
-            with self._errors(path):
-                body = self._get_json("POST", self._root + path, path, missing_ok=True, **kwargs)
-                if body is None:
-                    logger.debug("%s: no %s (not vLLM/SGLang): thinking prompt unknown", self.base_url, path)
-                    return None
-                return check(body)
+            value = self.root_json("POST", path, check, **kwargs)
         except ServerError as err:
             logger.info("%s: %s gave no usable answer, so it is not known whether the model's prompt opens "
                         "<think> (%s)", self.base_url, path, err)
             return None
+        if value is None:
+            logger.debug("%s: no %s (not vLLM/SGLang): thinking prompt unknown", self.base_url, path)
+        return value
+
+    def root_json(self, method: str, path: str, check: Callable[[object], object] = lambda body: body, **kwargs):
+        """A small JSON answer from the server's root (beside /v1), bounded like every other read and passed
+        through ``check`` (a BadValue becomes a ServerError); None when the server has no such endpoint."""
+        with self._errors(path):
+            body = self._get_json(method, self._root + path, path, missing_ok=True, **kwargs)
+            return None if body is None else check(body)
 
     def stream_chat(self, payload: dict, on_delta: Callable[[str, str], None], cancel: Cancel) -> StreamResult:
         """POST a streamed chat completion; ``on_delta(kind, text)`` per piece (kind "content" or "reasoning").

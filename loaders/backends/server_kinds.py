@@ -162,8 +162,7 @@ def _ask(client: OpenAIClient, method: str, path: str, **kwargs) -> Any:
     """A small JSON answer from the server's root (beside /v1), bounded like every other read; None when the
     server has no such endpoint or answers with an error."""
     try:
-        with client._errors(path):
-            return client._get_json(method, client._root + path, path, missing_ok=True, **kwargs)
+        return client.root_json(method, path, **kwargs)
     except ServerError as err:
         logger.debug("%s %s: %s", method, path, err)
         return None
