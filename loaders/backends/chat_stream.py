@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -80,24 +80,16 @@ class StreamFault(Exception):
         self.problem, self.status, self.message = problem, status, message
 
 
-def _capped(response: httpx.Response, limit: int) -> Iterator[bytes]:
-    received = 0
-    for chunk in response.iter_bytes():
-        received += len(chunk)
-        if received > limit:
-            raise wire.BodyError(f"its answer stream is over {limit >> 20} MiB")
-        yield chunk
-
-
 def read_events(response: httpx.Response, result: StreamResult, on_delta: Callable[[str, str], None],
                 cancel: Cancel, max_tokens: int) -> None:
     """Fill ``result`` from the stream; raises :class:`StreamFault`, ``wire.BodyError`` or httpx errors."""
-    wire.check_encoding(response)
     cap_tokens = max(1, int(max_tokens)) + TOKEN_MARGIN
     cap_chars = cap_tokens * MAX_CHARS_PER_TOKEN
     after_finish = 0
     chars = 0
-    for line in wire.sse_lines(_capped(response, STREAM_BASE_BYTES + cap_tokens * BYTES_PER_TOKEN), MAX_LINE):
+    limit = STREAM_BASE_BYTES + cap_tokens * BYTES_PER_TOKEN
+    for line in wire.sse_lines(wire.iter_capped(response, limit, f"its answer stream is over {limit >> 20} MiB"),
+                               MAX_LINE):
         if cancel.is_set():
             return
         if not line.startswith(b"data:"):

@@ -119,14 +119,23 @@ def check_encoding(response: httpx.Response) -> None:
         raise BodyError(f"its answer is encoded as {encoding[:40]!r} (only gzip or deflate, once, are read)")
 
 
+def iter_capped(response: httpx.Response, limit: int, too_big: str) -> Iterator[bytes]:
+    """The body's decompressed chunks (encoding checked first); :class:`BodyError` ``too_big`` once more than
+    ``limit`` bytes came."""
+    check_encoding(response)
+    received = 0
+    for chunk in response.iter_bytes():
+        received += len(chunk)
+        if received > limit:
+            raise BodyError(too_big)
+        yield chunk
+
+
 def read_body(response: httpx.Response, limit: int) -> bytes:
     """The body, decompressed, at most ``limit`` bytes (else :class:`BodyError`)."""
-    check_encoding(response)
     body = bytearray()
-    for chunk in response.iter_bytes():
+    for chunk in iter_capped(response, limit, f"its answer is over {limit // 1024} KiB (after decompression)"):
         body += chunk
-        if len(body) > limit:
-            raise BodyError(f"its answer is over {limit // 1024} KiB (after decompression)")
     return bytes(body)
 
 
