@@ -144,10 +144,10 @@ def read_own_quantization(path: Path) -> str | None:
     ``gptq``, ``compressed-tensors``, ...), or None for plain weights. Such folders load with their own
     quantization (transformers reads it from config.json); call after :func:`read_family`."""
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        config = read_config(path)
+    except ModelLoadError:
         return None  # read_family has already reported a damaged config.json
-    quant = config.get("quantization_config") if isinstance(config, dict) else None
+    quant = config.get("quantization_config")
     if not isinstance(quant, dict) or not quant:
         return None
     return str(quant.get("quant_method") or quant.get("format") or "unknown method")
@@ -187,10 +187,7 @@ def _check_index(path: Path, files: set[str], input_name: str) -> None:
     if "model.safetensors.index.json" not in files:
         return
     try:
-        if index.stat().st_size > 64 * MAX_CONFIG_BYTES:
-            raise ValueError("far too large for a weight index")
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        shards = {str(s) for s in weight_map.values()}
+        shards = {str(s) for s in _weight_map(index).values()}
     except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError) as err:
         raise ModelLoadError(input_name, f"model.safetensors.index.json in {str(path)!r} cannot be read "
                              f"({str(err)[:200]}).", "Re-download the model's index file.") from err
@@ -200,13 +197,21 @@ def _check_index(path: Path, files: set[str], input_name: str) -> None:
                              f"({', '.join(missing[:3])}).", "Finish the download: some weight files are missing.")
 
 
+def _weight_map(index: Path):
+    """The ``weight_map`` (tensor name -> shard file) of ``model.safetensors.index.json``, size-checked; raises
+    OSError, ValueError (JSON and size), UnicodeDecodeError, AttributeError or RecursionError when unreadable."""
+    if index.stat().st_size > 64 * MAX_CONFIG_BYTES:
+        raise ValueError("far too large for a weight index")
+    return json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+
+
 def weight_names(path: Path) -> set[str] | None:
     """Names of the tensors in the folder's safetensors (from the index, else each file's header), or None when
     they cannot be read here (from_pretrained then reports the damage)."""
     index = path / "model.safetensors.index.json"
     try:
         if is_regular_file(index):
-            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            weight_map = _weight_map(index)
             return {str(k) for k in weight_map} if isinstance(weight_map, dict) else None
         names: set[str] = set()
         for shard in sorted(path.glob("*.safetensors")):
