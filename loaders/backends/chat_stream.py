@@ -86,7 +86,6 @@ def read_events(response: httpx.Response, result: StreamResult, on_delta: Callab
     cap_tokens = max(1, int(max_tokens)) + TOKEN_MARGIN
     cap_chars = cap_tokens * MAX_CHARS_PER_TOKEN
     after_finish = 0
-    chars = 0
     limit = STREAM_BASE_BYTES + cap_tokens * BYTES_PER_TOKEN
     for line in wire.sse_lines(wire.iter_capped(response, limit, f"its answer stream is over {limit >> 20} MiB"),
                                MAX_LINE):
@@ -123,13 +122,13 @@ def read_events(response: httpx.Response, result: StreamResult, on_delta: Callab
                 else:
                     result.content += piece.text
                 result.chunks += 1
-                chars += len(piece.text)
                 wire.progress()
                 on_delta(piece.kind, piece.text)
             if piece.finish_reason and result.finish_reason is None:
                 result.finish_reason = piece.finish_reason
                 wire.progress()
-        if result.finish_reason is None and (result.chunks >= cap_tokens or chars > cap_chars):
+        if result.finish_reason is None and (result.chunks >= cap_tokens
+                                              or len(result.content) + len(result.reasoning) > cap_chars):
             _stop(result, f"sent more than max_new_tokens ({max_tokens}) allows")
             result.finish_reason = "length"
             return
