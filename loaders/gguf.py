@@ -13,7 +13,7 @@ from ..utils.errors import InputError
 from ..utils.gguf_meta import GGUFError, is_projector, projector_width, read_metadata, text_width
 from . import llama_process
 from .backends.openai_client import OpenAIClient
-from .backends.served import ServerBundle, check_settings, connect
+from .backends.served import ServerBundle, check_settings, connect, pooled_client
 from .llama_process import LlamaSettings
 
 logger = logging.getLogger(__name__)
@@ -100,25 +100,17 @@ class ManagedBundle(ServerBundle):
         return llama_process.ensure(self.settings, prefer=_port_of(self.base_url))
 
     def client(self) -> OpenAIClient:
-        return _pooled_client(self.server(), self.api_key_env, self.timeout_s, self.max_concurrency)
+        """One client per running server process: a restarted llama-server (new pid) gets a new one and the old
+        one is closed."""
+        server = self.server()
+        return pooled_client(
+            ("llama-server", server.url, server.pid, self.api_key_env, self.timeout_s, self.max_concurrency),
+            lambda: OpenAIClient(server.url, self.api_key_env, self.timeout_s, max_connections=self.max_concurrency),
+            stale=lambda key: key[:2] == ("llama-server", server.url))
 
     def after_run(self) -> None:
         if not self.keep_loaded and self.settings is not None:
             llama_process.stop(self.settings)
-
-
-_CLIENTS: dict[tuple, OpenAIClient] = {}
-
-
-def _pooled_client(server: llama_process.ManagedServer, api_key_env: str, timeout_s: float,
-                   max_concurrency: int) -> OpenAIClient:
-    key = (server.url, server.pid, api_key_env, timeout_s, max_concurrency)
-    client = _CLIENTS.get(key)
-    if client is None:
-        for old in [k for k in _CLIENTS if k[0] == server.url]:
-            _CLIENTS.pop(old).close()
-        client = _CLIENTS[key] = OpenAIClient(server.url, api_key_env, timeout_s, max_connections=max_concurrency)
-    return client
 
 
 def _port_of(url: str) -> int:

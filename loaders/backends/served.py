@@ -62,11 +62,8 @@ class ServerBundle:
         after the run)."""
         if not self.keep_alive:
             return self._new_client()
-        key = (self.url or self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency)
-        with _CLIENTS_LOCK:
-            if key not in _CLIENTS:
-                _CLIENTS[key] = self._new_client()
-            return _CLIENTS[key]
+        return pooled_client((self.url or self.base_url, self.api_key_env, self.timeout_s, self.max_concurrency),
+                             self._new_client)
 
     def after_run(self) -> None:
         """After a run: nothing to stop for a server the user runs (a managed llama-server may stop)."""
@@ -74,6 +71,19 @@ class ServerBundle:
     def _new_client(self) -> OpenAIClient:
         return OpenAIClient(self.url or self.base_url, self.api_key_env, self.timeout_s,
                             max_connections=self.max_concurrency)
+
+
+def pooled_client(key: tuple, make: Callable[[], OpenAIClient],
+                  stale: Callable[[tuple], bool] = lambda key: False) -> OpenAIClient:
+    """The shared client for ``key`` (made by ``make`` the first time); making one closes and forgets the clients
+    whose keys ``stale`` names (a restarted server's)."""
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            for old in [k for k in _CLIENTS if stale(k)]:
+                _CLIENTS.pop(old).close()
+            client = _CLIENTS[key] = make()
+        return client
 
 
 def check_settings(timeout_s: float, max_concurrency: int) -> None:
